@@ -1,0 +1,203 @@
+"""One boto3 session per process, clients made on first use, and the AWS error table.
+
+boto3 is imported here only, and only when a verb really needs AWS: getAvailableTemplates
+with complete attributes never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any, Callable, Iterator
+
+from .errors import AwsError
+
+log = logging.getLogger(__name__)
+
+# What a caller may conclude from a failed call. Throttling is retried by botocore's
+# standard mode before it ever reaches us; what is left is reported, never guessed away.
+CAPACITY_CODES = frozenset({
+    "InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity",
+    "InsufficientReservedInstanceCapacity", "InsufficientFreeAddressesInSubnet",
+    "MaxSpotInstanceCountExceeded", "MaxSpotFleetRequestCountExceeded",
+    "VcpuLimitExceeded", "InstanceLimitExceeded", "SpotMaxPriceTooLow",
+    "UnfulfillableCapacity", "FleetCapacityExceeded",
+})
+THROTTLE_CODES = frozenset({
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled",
+    "TooManyRequestsException", "SlowDown", "EC2ThrottledException",
+    "ServiceUnavailable", "Unavailable", "InternalError", "InternalFailure",
+})
+NOT_FOUND_SUFFIXES = (".NotFound", ".Malformed.NotFound")
+NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidFleetId.NotFound",
+                             "InvalidLaunchTemplateId.NotFound",
+                             "InvalidLaunchTemplateName.NotFoundException"})
+FATAL_HINTS = {
+    "AuthFailure": "check the credentials (AWS_CREDENTIAL_FILE / AWS_PROFILE / instance role)",
+    "UnauthorizedOperation": "the IAM policy lacks this action; see docs/iam-policy.json",
+    "AccessDenied": "the IAM policy lacks this action; see docs/iam-policy.json",
+    "InvalidClientTokenId": "the access key is not valid",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "ExpiredToken": "the session credentials have expired",
+    "OptInRequired": "the account is not subscribed to this service or AMI",
+    "InvalidAMIID.NotFound": "check the template's imageId",
+    "InvalidAMIID.Malformed": "check the template's imageId",
+    "InvalidSubnetID.NotFound": "check the template's subnetId",
+    "InvalidGroup.NotFound": "check the template's securityGroupIds",
+    "InvalidKeyPair.NotFound": "check the template's keyName",
+    "InvalidParameterValue": "check the template fields named in the message",
+    "InvalidParameterCombination": "check the template fields named in the message",
+}
+
+
+def classify(code: str) -> str:
+    """AWS error code -> capacity | throttle | not_found | fatal."""
+    if code in CAPACITY_CODES:
+        return "capacity"
+    if code in THROTTLE_CODES:
+        return "throttle"
+    if code in FATAL_HINTS:
+        return "fatal"
+    if code in NOT_FOUND_CODES or code.endswith(NOT_FOUND_SUFFIXES):
+        return "not_found"
+    return "fatal"
+
+
+def hint(code: str) -> str:
+    return FATAL_HINTS.get(code, "")
+
+
+class Aws:
+    """The process's AWS access: lazily made clients and a count of every call made."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self.calls: Counter[str] = Counter()
+        self.seconds = 0.0
+
+    def _make_session(self) -> Any:
+        import boto3  # lazy: costs ~0.3 s, and not every verb needs it
+
+        cfg = self.config
+        kwargs: dict[str, Any] = {"region_name": cfg["AWS_REGION"]}
+        if cfg.get("AWS_PROFILE"):
+            kwargs["profile_name"] = cfg["AWS_PROFILE"]
+        if cfg.get("AWS_CREDENTIAL_FILE"):
+            kwargs.update(_read_credentials_file(cfg["AWS_CREDENTIAL_FILE"],
+                                                 cfg.get("AWS_PROFILE") or "default"))
+            kwargs.pop("profile_name", None)
+        return boto3.session.Session(**kwargs)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            from botocore.config import Config
+
+            if self._session is None:
+                self._session = self._make_session()
+            cfg = self.config
+            proxies = None
+            if cfg.get("AWS_PROXY_HOST"):
+                proxy = f"http://{cfg['AWS_PROXY_HOST']}:{cfg.get('AWS_PROXY_PORT', 8080)}"
+                proxies = {"http": proxy, "https": proxy}
+            bconf = Config(
+                region_name=cfg["AWS_REGION"],
+                connect_timeout=cfg["AWS_CONNECTION_TIMEOUT_MS"] / 1000.0,
+                read_timeout=cfg["AWS_READ_TIMEOUT_MS"] / 1000.0,
+                retries={"mode": "standard",
+                         "total_max_attempts": cfg["AWS_REQUEST_RETRY_ATTEMPTS"] + 1},
+                proxies=proxies,
+                user_agent_extra="hostfactory-aws",
+            )
+            kwargs: dict[str, Any] = {"config": bconf}
+            if cfg.get("AWS_ENDPOINT_URL"):
+                kwargs["endpoint_url"] = cfg["AWS_ENDPOINT_URL"]
+            self._clients[service] = self._session.client(service, **kwargs)
+        return self._clients[service]
+
+    def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+        """Run one AWS operation; any failure becomes an AwsError with its code and kind."""
+        client = self.client(service)
+        method: Callable[..., dict[str, Any]] = getattr(client, _snake(operation))
+        self.calls[operation] += 1
+        start = time.monotonic()
+        try:
+            return method(**params)
+        except Exception as exc:  # botocore raises ClientError and BotoCoreError subclasses
+            raise _to_aws_error(operation, exc) from exc
+        finally:
+            self.seconds += time.monotonic() - start
+
+    def paginate(self, service: str, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Pages of one operation, each page counted as one call."""
+        while True:
+            page = self.call(service, operation, **params)
+            yield page
+            token = page.get("NextToken")
+            if not token:
+                return
+            params = {**params, "NextToken": token}
+
+    def summary(self) -> str:
+        if not self.calls:
+            return "no AWS calls"
+        parts = ", ".join(f"{op}={n}" for op, n in sorted(self.calls.items()))
+        return f"{sum(self.calls.values())} AWS calls ({parts}) in {self.seconds:.2f}s"
+
+
+def _snake(operation: str) -> str:
+    out = []
+    for i, ch in enumerate(operation):
+        if ch.isupper() and i and not operation[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def _to_aws_error(operation: str, exc: Exception) -> AwsError:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        code = response["Error"].get("Code", "Unknown")
+        message = response["Error"].get("Message", str(exc))
+        kind = classify(code)
+        extra = hint(code)
+        if extra:
+            message = f"{message} ({extra})"
+        return AwsError(operation, code, message, kind)
+    # No answer from AWS at all (timeout, connection refused, no credentials): unknown.
+    name = type(exc).__name__
+    if name == "NoCredentialsError":
+        return AwsError(operation, name, f"{exc} (set AWS_CREDENTIAL_FILE or AWS_PROFILE in "
+                        "the config, or give the host an instance role)", "fatal")
+    return AwsError(operation, name, str(exc), "unknown")
+
+
+def _read_credentials_file(path: str, profile: str) -> dict[str, str]:
+    """IBM's AWS_CREDENTIAL_FILE: an INI file with aws_access_key_id / aws_secret_access_key."""
+    import configparser
+
+    from .errors import ConfigError
+
+    parser = configparser.ConfigParser()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except OSError as exc:
+        raise ConfigError(f"AWS_CREDENTIAL_FILE: cannot read {path}: {exc.strerror}") from exc
+    section = profile if parser.has_section(profile) else None
+    if section is None:
+        sections = parser.sections()
+        if len(sections) != 1:
+            raise ConfigError(f"AWS_CREDENTIAL_FILE {path}: no [{profile}] section")
+        section = sections[0]
+    items = dict(parser.items(section))
+    try:
+        out = {"aws_access_key_id": items["aws_access_key_id"],
+               "aws_secret_access_key": items["aws_secret_access_key"]}
+    except KeyError as exc:
+        raise ConfigError(f"AWS_CREDENTIAL_FILE {path} [{section}]: missing {exc.args[0]}") from exc
+    if items.get("aws_session_token"):
+        out["aws_session_token"] = items["aws_session_token"]
+    return out

@@ -1,0 +1,47 @@
+"""The provider config file (awsprov_config.json): IBM's key names, checked, with defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+from .validate import coerce_numeric_strings, load_json_file, load_schema, schema_errors
+
+DEFAULTS: dict[str, Any] = {
+    "AWS_CONNECTION_TIMEOUT_MS": 10000,
+    "AWS_READ_TIMEOUT_MS": 60000,
+    "AWS_REQUEST_RETRY_ATTEMPTS": 4,
+    "AWS_INSTANCE_PENDING_TIMEOUT_SEC": 180,
+    "AWS_SPOT_TERMINATE_ON_RECLAIM": False,
+    "STATE_LOCK_TIMEOUT_SEC": 30,
+    "REQUEST_RETENTION_HOURS": 24,
+    "LogLevel": "INFO",
+}
+INT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, int) and not isinstance(v, bool)}
+INT_KEYS.add("AWS_PROXY_PORT")
+
+
+def parse_config(raw: Any, path: str) -> dict[str, Any]:
+    """Check a loaded config document; return it with defaults filled in."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a JSON object of KEY: value")
+    data = coerce_numeric_strings(raw, INT_KEYS)
+    flag = data.get("AWS_SPOT_TERMINATE_ON_RECLAIM")
+    if isinstance(flag, str) and flag.lower() in ("true", "false"):
+        data["AWS_SPOT_TERMINATE_ON_RECLAIM"] = flag.lower() == "true"
+    errors = schema_errors(data, load_schema("config.schema.json"))
+    if errors:
+        lines = [f"{path}: {_where(p)}{msg}" for p, msg in errors]
+        raise ConfigError("; ".join(lines))
+    out = {**DEFAULTS, **data}
+    level = out["LogLevel"].upper()
+    out["LogLevel"] = "WARNING" if level == "WARN" else level
+    return out
+
+
+def load_config(path: str) -> dict[str, Any]:
+    return parse_config(load_json_file(path), path)
+
+
+def _where(path: list[Any]) -> str:
+    return f"{path[0]}: " if path else ""

@@ -1,0 +1,128 @@
+"""Where things are: provider name, conf/work/log dirs, config and templates files.
+
+Symphony's HF_* variables first, then LSF's PRO_* ones, then the plugin's own conf/ with
+work/ and log/ beside it. Never the current directory: HostFactory does not promise one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Context:
+    provider: str
+    conf_dir: str
+    work_dir: str
+    log_dir: str
+    config_path: str
+    templates_path: str
+    mode: str  # "symphony", "lsf" or "standalone"
+    why: dict[str, str] = field(default_factory=dict)
+    _config: dict[str, Any] | None = None
+    _templates: list[dict[str, Any]] | None = None
+    _aws: Any = None
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.work_dir, f"{self.provider}-state.json")
+
+    @property
+    def mem_key(self) -> str:
+        return "mem" if self.mode == "lsf" else "nram"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def templates(self) -> list[dict[str, Any]]:
+        if self._templates is None:
+            from .templates import load_templates
+
+            self._templates = load_templates(self.templates_path)
+        return self._templates
+
+    @property
+    def aws(self) -> Any:
+        if self._aws is None:
+            from .aws import Aws
+
+            self._aws = Aws(self.config)
+        return self._aws
+
+    def template(self, template_id: str) -> dict[str, Any]:
+        from .templates import by_id
+
+        t = by_id(self.templates, template_id)
+        if t is None:
+            known = ", ".join(x["templateId"] for x in self.templates) or "none"
+            raise ConfigError(f"template.templateId: unknown template '{template_id}' "
+                              f"(known in {self.templates_path}: {known})")
+        return t
+
+
+def _first(env: dict[str, str], *names: str) -> tuple[str | None, str]:
+    for name in names:
+        if env.get(name):
+            return env[name], name
+    return None, ""
+
+
+def resolve(env: dict[str, str] | None = None) -> Context:
+    """Work out the context from the environment alone."""
+    env = dict(os.environ if env is None else env)
+    why: dict[str, str] = {}
+    name, src = _first(env, "HF_PROVIDER_NAME", "PROVIDER_NAME")
+    provider = name or "aws"
+    why["provider"] = f"${src}" if src else "default"
+    if not all(c.isalnum() or c in "-_." for c in provider):
+        raise ConfigError(f"{src or 'provider name'}: '{provider}' may only hold letters, "
+                          "digits, '-', '_' and '.'")
+    mode = "symphony" if env.get("HF_PROVIDER_CONFDIR") or env.get("HF_PROVIDER_NAME") else (
+        "lsf" if env.get("PRO_CONF_DIR") or env.get("PROVIDER_NAME") else "standalone")
+
+    conf, src = _first(env, "HF_PROVIDER_CONFDIR")
+    if conf:
+        why["conf_dir"] = "$HF_PROVIDER_CONFDIR"
+    elif env.get("PRO_CONF_DIR"):
+        conf = os.path.join(env["PRO_CONF_DIR"], "conf")
+        why["conf_dir"] = "$PRO_CONF_DIR/conf"
+    else:
+        conf = os.path.join(PLUGIN_ROOT, "conf")
+        why["conf_dir"] = "plugin conf/"
+    work, src = _first(env, "HF_PROVIDER_WORKDIR", "PRO_DATA_DIR")
+    why["work_dir"] = f"${src}" if src else "plugin work/"
+    work = work or os.path.join(PLUGIN_ROOT, "work")
+    logs, src = _first(env, "HF_PROVIDER_LOGDIR", "PRO_LSF_LOGDIR")
+    why["log_dir"] = f"${src}" if src else "plugin log/"
+    logs = logs or os.path.join(PLUGIN_ROOT, "log")
+
+    paths = {}
+    for kind in ("config", "templates"):
+        own = os.path.join(conf, f"{provider}prov_{kind}.json")
+        generic = os.path.join(conf, f"awsprov_{kind}.json")
+        paths[kind] = own if os.path.isfile(own) else generic
+        why[kind] = "provider-named file" if paths[kind] == own else "awsprov_ default"
+    return Context(provider=provider, conf_dir=os.path.abspath(conf),
+                   work_dir=os.path.abspath(work), log_dir=os.path.abspath(logs),
+                   config_path=paths["config"], templates_path=paths["templates"],
+                   mode=mode, why=why)
+
+
+def ensure_dirs(ctx: Context) -> None:
+    for d in (ctx.work_dir, ctx.log_dir):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create directory {d}: {exc.strerror}") from exc

@@ -1,0 +1,205 @@
+"""getRequestStatus: one tag sweep of EC2 answers every request asked, create or return.
+
+The state file says which machines a request launched; the sweep says what they are now.
+Requests the state does not know (lost work dir, failover) are answered from the
+instances' request-id / return-id tags. Instances pending past the timeout are terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from . import apis, instances, machines, records, state
+from . import tags as tagmod
+from .context import Context
+from .errors import AwsError, InputError
+from .machines import COMPLETE_WITH_ERROR, EXECUTING, FAIL, RUNNING, SUCCEED
+
+log = logging.getLogger(__name__)
+# How long a launch whose outcome is unknown may show no instance before we call it failed.
+UNKNOWN_LAUNCH_GRACE_SEC = 300
+# An instance we launched that EC2 does not list yet (eventual consistency) is not a failure.
+NOT_LISTED_GRACE_SEC = 600
+
+
+def parse_input(data: dict[str, Any]) -> list[str]:
+    reqs = data.get("requests")
+    if isinstance(reqs, dict):  # IBM's page shows a single object
+        reqs = [reqs]
+    if not isinstance(reqs, list) or not reqs:
+        raise InputError("requests: required, a list of {\"requestId\": ...}")
+    ids = []
+    for i, item in enumerate(reqs):
+        rid = item.get("requestId") if isinstance(item, dict) else None
+        if not isinstance(rid, str) or not rid:
+            raise InputError(f"requests[{i}].requestId: required, a non-empty string")
+        ids.append(rid)
+    return ids
+
+
+def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+    ids = parse_input(data)
+    cfg = ctx.config
+    path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
+    snapshot = state.read(path, timeout)
+    found = instances.sweep(ctx.aws, ctx.provider)
+    now = time.time()
+    pending_timeout = cfg["AWS_INSTANCE_PENDING_TIMEOUT_SEC"]
+
+    answers, updates = [], {}
+    for rid in ids:
+        rec = snapshot["requests"].get(rid)
+        if rec is None:
+            rec = rebuild(rid, found, now)
+        if rec is None:
+            answers.append({"requestId": rid, "status": COMPLETE_WITH_ERROR, "machines": [],
+                            "message": f"unknown request id '{rid}': not in the state file and "
+                                       "no instance carries its tag"})
+            continue
+        if rec["kind"] == "create":
+            answer = create_answer(rid, rec, found, now, pending_timeout)
+        else:
+            answer = return_answer(rid, rec, found, now)
+        answers.append(answer)
+        updates[rid] = (rec, answer)
+
+    asked = {m["machineId"] for a in answers for m in a["machines"]}
+    overdue = [iid for iid in sorted(asked)
+               if iid in found and machines.overdue_pending(found[iid], now, pending_timeout)]
+    if overdue:
+        log.warning("terminating %d instances pending longer than %ss: %s", len(overdue),
+                    pending_timeout, overdue)
+        instances.terminate(ctx.aws, overdue)
+
+    to_clean = _save(ctx, updates, found, now)
+    for rec in to_clean:
+        _cleanup(ctx, rec)
+    return {"requests": answers}
+
+
+def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str, Any] | None:
+    """A record for a request the state file lost, from the instances' tags."""
+    key = tagmod.REQUEST_ID if rid.startswith("req-") else tagmod.RETURN_ID
+    mine = {iid: inst for iid, inst in found.items()
+            if tagmod.from_aws(inst.get("Tags")).get(key) == rid}
+    if not mine:
+        return None
+    first = min(machines.epoch(i.get("LaunchTime")) for i in mine.values())
+    if key == tagmod.RETURN_ID:
+        rec = records.new_return(first)
+        rec["machines"] = {iid: {"name": machines.host_name(i), "refused": "",
+                                 "requestId": tagmod.from_aws(i.get("Tags")).get(tagmod.REQUEST_ID)}
+                           for iid, i in mine.items()}
+        rec["createdAt"] = 0  # unknown: old enough for vanished machines to count as gone
+        rec["rebuilt"] = True
+        return rec
+    any_tags = tagmod.from_aws(next(iter(mine.values())).get("Tags"))
+    rec = records.new_create(any_tags.get(tagmod.TEMPLATE_ID, "?"), len(mine), "?", first)
+    rec["launch"] = "done"
+    rec["instances"] = {iid: {"units": 1.0, "name": machines.host_name(i),
+                              "type": i.get("InstanceType"), "state": machines.state_of(i),
+                              "returnId": None} for iid, i in mine.items()}
+    rec["rebuilt"] = True
+    log.warning("%s: not in the state file; rebuilt from %d tagged instances", rid, len(mine))
+    return rec
+
+
+def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]],
+                  now: float, pending_timeout: float) -> dict[str, Any]:
+    known = dict(rec["instances"])
+    for iid, inst in found.items():  # instances AWS launched that the record missed
+        if iid not in known and tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) == rid:
+            known[iid] = {"units": 1.0, "name": "", "type": inst.get("InstanceType")}
+    out, results, running_units = [], [], 0.0
+    for iid, info in known.items():
+        inst = found.get(iid)
+        if inst is None:
+            age = now - rec["createdAt"]
+            if age < NOT_LISTED_GRACE_SEC:
+                result, msg = EXECUTING, "launched, not listed by EC2 yet"
+            else:
+                result, msg = FAIL, "no longer listed by EC2"
+            out.append(machines.missing_machine(iid, info.get("name", ""), result, msg))
+        else:
+            result, msg = machines.create_result(inst, now, pending_timeout)
+            out.append(machines.hf_machine(inst, result, msg, info.get("name", "")))
+            if result == SUCCEED:
+                running_units += float(info.get("units", 1.0))
+        results.append(result)
+    errors = list(rec.get("errors") or [])
+    if rec.get("launch") in ("launching", "unknown") and not known:
+        if now - rec["createdAt"] < UNKNOWN_LAUNCH_GRACE_SEC:
+            return {"requestId": rid, "status": RUNNING, "machines": [],
+                    "message": "launch outcome not known yet; " + "; ".join(errors)}
+        return {"requestId": rid, "status": COMPLETE_WITH_ERROR, "machines": [],
+                "message": "no instance was launched for this request; " + "; ".join(errors)}
+    requested = float(rec["units"])
+    status, msg = machines.create_status(results, requested, running_units, errors)
+    if rec.get("rebuilt"):
+        msg = ("rebuilt from EC2 tags (state file had no record); " + msg).rstrip("; ")
+    return {"requestId": rid, "status": status, "machines": out, "message": msg}
+
+
+def return_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]],
+                  now: float) -> dict[str, Any]:
+    out, results = [], []
+    age = now - rec["createdAt"]
+    for iid, info in rec["machines"].items():
+        inst = found.get(iid)
+        result, msg = machines.return_result(inst, info.get("refused", ""), age)
+        if inst is None:
+            out.append(machines.missing_machine(iid, info.get("name", ""), result, msg))
+        else:
+            out.append(machines.hf_machine(inst, result, msg, info.get("name", "")))
+        results.append(result)
+    status = machines.return_status(results)
+    failed = results.count(FAIL)
+    msg = f"{failed} of {len(results)} machines could not be returned" if failed else ""
+    return {"requestId": rid, "status": status, "machines": out, "message": msg}
+
+
+def _save(ctx: Context, updates: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+          found: dict[str, dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Write what this poll learnt; returns create records whose fleets can now go."""
+    cfg = ctx.config
+    to_clean = []
+    with state.update(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]) as st:
+        reqs = st["requests"]
+        for rid, (rec, answer) in updates.items():
+            if rid not in reqs and rec.get("rebuilt"):
+                reqs[rid] = rec  # adopt what the tags told us
+            cur = reqs.get(rid)
+            if cur is None:
+                continue
+            cur["status"] = answer["status"]
+            if cur["kind"] == "return" and answer["status"] != RUNNING and not cur["endedAt"]:
+                cur["endedAt"] = now
+        for rid, cur in reqs.items():  # every create record learns from the same sweep
+            if cur.get("kind") != "create":
+                continue
+            for iid, info in cur["instances"].items():
+                inst = found.get(iid)
+                if inst is not None:
+                    info["state"] = machines.state_of(inst)
+                    info["name"] = info.get("name") or machines.host_name(inst)
+            if cur["instances"] and cur.get("launch") != "launching" and all(
+                    i.get("state") == "terminated" for i in cur["instances"].values()):
+                if not cur.get("cleaned") and cur.get("fleetIds"):
+                    to_clean.append({**cur, "requestId": rid})
+                cur["cleaned"] = True
+                cur["endedAt"] = cur.get("endedAt") or now
+        state.prune(st, now, cfg["REQUEST_RETENTION_HOURS"])
+    return to_clean
+
+
+def _cleanup(ctx: Context, rec: dict[str, Any]) -> None:
+    try:
+        apis.module_for(rec["api"]).cleanup(ctx, rec)
+    except AwsError as exc:
+        log.warning("%s: cleanup of %s failed, will retry: %s", rec["requestId"],
+                    rec.get("fleetIds"), exc)
+        with state.update(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"]) as st:
+            if rec["requestId"] in st["requests"]:
+                st["requests"][rec["requestId"]]["cleaned"] = False

@@ -1,0 +1,155 @@
+"""The one entrypoint: ``invoke_provider.py VERB [-f FILE]`` prints exactly one JSON document.
+
+Whatever happens, stdout carries one JSON document: the verb's answer (exit 0) or
+``{"message": ...}`` (exit 1). While the verb runs, stdout points at stderr, so no stray
+print from a library can corrupt the answer. Logs go to the log dir only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":  # run as a file by scripts/*.sh: import the package, not its dir
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import json  # noqa: E402
+import time  # noqa: E402
+from typing import IO, Any  # noqa: E402
+
+VERBS = {
+    "getAvailableTemplates": "get_available_templates",
+    "requestMachines": "request_machines",
+    "getRequestStatus": "get_request_status",
+    "requestReturnMachines": "request_return_machines",
+    "getReturnRequests": "get_return_requests",
+}
+USAGE = f"usage: invoke_provider.py {{{'|'.join(VERBS)}}} [-f FILE]  (JSON input, else stdin)"
+
+
+def read_input(args: list[str], stdin: IO[str]) -> Any:
+    """The input JSON from ``-f FILE`` or standard input; empty input means ``{}``."""
+    from .errors import InputError
+
+    if args[:1] == ["-f"]:
+        if len(args) != 2:
+            raise InputError(USAGE)
+        try:
+            with open(args[1], encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise InputError(f"input file {args[1]}: {exc.strerror}") from exc
+        where = args[1]
+    elif args:
+        raise InputError(f"unexpected arguments {' '.join(args)}; {USAGE}")
+    else:
+        text = "" if stdin is None or stdin.isatty() else stdin.read()
+        where = "standard input"
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"input from {where} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"input from {where} must be a JSON object")
+    return data
+
+
+def setup_logging(ctx: Any, level: str = "INFO") -> None:
+    import logging
+    import logging.handlers
+
+    from .context import ensure_dirs
+
+    ensure_dirs(ctx)
+    root = logging.getLogger()
+    if any(getattr(h, "_hostfactory_aws", False) for h in root.handlers):
+        return
+    handler = logging.handlers.RotatingFileHandler(
+        os.path.join(ctx.log_dir, f"{ctx.provider}-hostfactory-aws.log"),
+        maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")
+    handler._hostfactory_aws = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)
+
+
+def dispatch(verb: str, data: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    import importlib
+
+    module = importlib.import_module(f"hostfactory_aws.{VERBS[verb]}")
+    return module.run(ctx, data)
+
+
+def run(argv: list[str], stdin: IO[str] | None = None,
+        env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """The whole call, minus printing: returns (exit code, answer)."""
+    import logging
+
+    from .errors import AwsError, HostFactoryError
+
+    start = time.monotonic()
+    log = logging.getLogger("hostfactory_aws")
+    ctx = None
+    verb = argv[0] if argv else ""
+    try:
+        if verb not in VERBS:
+            from .errors import InputError
+
+            raise InputError(f"unknown verb '{verb}'; {USAGE}")
+        from .context import resolve
+
+        ctx = resolve(env)
+        setup_logging(ctx)
+        data = read_input(argv[1:], stdin if stdin is not None else sys.stdin)
+        logging.getLogger().setLevel(ctx.config["LogLevel"])
+        answer = dispatch(verb, data, ctx)
+        code = 0
+    except HostFactoryError as exc:
+        answer, code = {"message": str(exc)}, 1
+        if isinstance(exc, AwsError) and exc.kind in ("throttle", "unknown"):
+            answer["message"] += " (outcome unknown: nothing was assumed; ask again)"
+    except Exception as exc:  # a bug: still one JSON document, details in the log
+        log.exception("%s: unexpected error", verb)
+        answer, code = {"message": f"internal error in {verb}: {type(exc).__name__}: {exc} "
+                                   "(details in the plugin log)"}, 1
+    if ctx is not None and logging.getLogger().handlers:
+        aws = ctx._aws.summary() if ctx._aws is not None else "no AWS calls"
+        ids = _ids(answer)
+        log.info("%s %s -> %s in %.3fs, %s%s", verb, ids, "ok" if code == 0 else "FAILED",
+                 time.monotonic() - start, aws,
+                 "" if code == 0 else f": {answer.get('message')}")
+    return code, answer
+
+
+def _ids(answer: dict[str, Any]) -> str:
+    if "requestId" in answer:
+        return answer["requestId"]
+    if isinstance(answer.get("requests"), list):
+        return ",".join(r.get("requestId", r.get("machineId", "")) for r in answer["requests"]
+                        )[:300]
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr  # anything printed by accident goes to stderr, not HostFactory
+    try:
+        code, answer = run(argv)
+    finally:
+        sys.stdout = real_stdout
+    real_stdout.write(json.dumps(answer, indent=2) + "\n")
+    real_stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    from hostfactory_aws.invoke_provider import main as _main
+
+    sys.exit(_main())

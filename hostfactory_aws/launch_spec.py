@@ -1,0 +1,149 @@
+"""Pure builders: a normalised template -> the parameters of RunInstances and launch templates.
+
+Shared by every API module so that a template means the same machine whichever API runs it.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from . import tags as tagmod
+
+
+def user_data(t: dict[str, Any]) -> str | None:
+    if "userDataScript" in t:
+        with open(t["userDataScript"], encoding="utf-8") as fh:
+            return fh.read()
+    return t.get("userData") or None
+
+
+def block_devices(t: dict[str, Any], root_device: str | None) -> list[dict[str, Any]]:
+    if "rootDeviceVolumeSize" not in t or not root_device:
+        return []
+    ebs: dict[str, Any] = {"VolumeSize": t["rootDeviceVolumeSize"], "DeleteOnTermination": True,
+                           "VolumeType": t.get("volumeType", "gp3")}
+    if "iops" in t:
+        ebs["Iops"] = t["iops"]
+    if "encrypted" in t:
+        ebs["Encrypted"] = t["encrypted"]
+    return [{"DeviceName": root_device, "Ebs": ebs}]
+
+
+def resource_tags(t: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
+    """The template's instanceTags plus ours; ours win, they are how we find things again."""
+    return {**t["instanceTagsMap"], **base}
+
+
+def instance_common(t: dict[str, Any], image_id: str | None, root_device: str | None,
+                    tags: dict[str, str]) -> dict[str, Any]:
+    """Fields that RunInstances and launch-template data share, with the same names."""
+    p: dict[str, Any] = {}
+    if image_id:
+        p["ImageId"] = image_id
+    if t.get("keyName"):
+        p["KeyName"] = t["keyName"]
+    if t.get("instanceProfile"):
+        prof = t["instanceProfile"]
+        p["IamInstanceProfile"] = {"Arn": prof} if prof.startswith("arn:") else {"Name": prof}
+    devices = block_devices(t, root_device)
+    if devices:
+        p["BlockDeviceMappings"] = devices
+    if "ebsOptimized" in t:
+        p["EbsOptimized"] = t["ebsOptimized"]
+    placement = {}
+    if t.get("placementGroupName"):
+        placement["GroupName"] = t["placementGroupName"]
+    if t.get("tenancy"):
+        placement["Tenancy"] = t["tenancy"]
+    if placement:
+        p["Placement"] = placement
+    p["TagSpecifications"] = tagmod.tag_specs(["instance", "volume"], tags)
+    return p
+
+
+def spot_market(t: dict[str, Any]) -> dict[str, Any]:
+    opts: dict[str, Any] = {"SpotInstanceType": "one-time",
+                            "InstanceInterruptionBehavior": "terminate"}
+    if "maxSpotPrice" in t:
+        opts["MaxPrice"] = _price(t["maxSpotPrice"])
+    return {"MarketType": "spot", "SpotOptions": opts}
+
+
+def run_instances_params(t: dict[str, Any], common: dict[str, Any], count: int,
+                         subnet: str | None, token: str, data: str | None) -> dict[str, Any]:
+    """One best-effort RunInstances call: MinCount 1, MaxCount count."""
+    p = dict(common)
+    p.update(MinCount=1, MaxCount=count, ClientToken=token)
+    if t["vmTypes"]:
+        p["InstanceType"] = next(iter(t["vmTypes"]))
+    if subnet:
+        p["SubnetId"] = subnet
+    if t["securityGroupIds"]:
+        p["SecurityGroupIds"] = t["securityGroupIds"]
+    if data:
+        p["UserData"] = data  # boto3 base64-encodes it for RunInstances
+    if t["priceType"] == "spot":
+        p["InstanceMarketOptions"] = spot_market(t)
+    if t.get("launchTemplateId"):
+        p["LaunchTemplate"] = launch_template_ref(t)
+    return p
+
+
+def launch_template_data(t: dict[str, Any], common: dict[str, Any],
+                         data: str | None) -> dict[str, Any]:
+    """LaunchTemplateData for fleets; instance type, subnet and market go in the fleet call."""
+    p = {k: v for k, v in common.items() if k != "TagSpecifications"}
+    p["TagSpecifications"] = [s for s in common["TagSpecifications"]
+                              if s["ResourceType"] in ("instance", "volume")]
+    if t["securityGroupIds"]:
+        p["SecurityGroupIds"] = t["securityGroupIds"]
+    if data:
+        p["UserData"] = base64.b64encode(data.encode("utf-8")).decode("ascii")
+    return p
+
+
+def launch_template_ref(t: dict[str, Any]) -> dict[str, str]:
+    return {"LaunchTemplateId": t["launchTemplateId"],
+            "Version": str(t.get("launchTemplateVersion", "$Default"))}
+
+
+def fleet_overrides(t: dict[str, Any]) -> list[dict[str, Any]]:
+    """Instance types x subnets, each with its weight (and spot price cap, if any)."""
+    out = []
+    subnets = t["subnetIds"] or [None]
+    types = t["vmTypes"] or {None: 1.0}
+    for itype, weight in types.items():
+        for subnet in subnets:
+            o: dict[str, Any] = {}
+            if itype:
+                o["InstanceType"] = itype
+                o["WeightedCapacity"] = float(weight)
+            if subnet:
+                o["SubnetId"] = subnet
+            if "maxSpotPrice" in t:
+                o["MaxPrice"] = _price(t["maxSpotPrice"])
+            out.append(o)
+    return out
+
+
+def capacity_split(t: dict[str, Any], units: int) -> dict[str, Any]:
+    """TargetCapacitySpecification for the template's priceType."""
+    price = t["priceType"]
+    spec: dict[str, Any] = {"TotalTargetCapacity": units}
+    if price == "ondemand":
+        spec["DefaultTargetCapacityType"] = "on-demand"
+        spec["OnDemandTargetCapacity"] = units
+    elif price == "spot":
+        spec["DefaultTargetCapacityType"] = "spot"
+        spec["SpotTargetCapacity"] = units
+    else:
+        on_demand = -(-units * int(t.get("percentOnDemand", 0)) // 100)  # ceiling
+        spec["DefaultTargetCapacityType"] = "spot"
+        spec["OnDemandTargetCapacity"] = on_demand
+        spec["SpotTargetCapacity"] = units - on_demand
+    return spec
+
+
+def _price(value: Any) -> str:
+    return f"{float(value):.6f}".rstrip("0").rstrip(".")

@@ -1,0 +1,92 @@
+"""Pure functions over the state file's request records (plain dicts).
+
+A create record:  {"kind": "create", "templateId", "units", "api", "createdAt",
+                   "launch": "launching" | "done" | "unknown", "instances": {id: {"units",
+                   "name", "type", "state", "returnId"}}, "fleetIds", "errors", "status",
+                   "endedAt", "cleaned"}
+A return record:  {"kind": "return", "createdAt", "machines": {id: {"name", "refused",
+                   "requestId"}}, "status", "endedAt"}
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .machines import GONE_STATES
+
+LIVE_UNKNOWN = "unknown"
+
+
+def new_request_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+def new_create(template_id: str, units: int, api: str, now: float) -> dict[str, Any]:
+    return {"kind": "create", "templateId": template_id, "units": units, "api": api,
+            "createdAt": now, "launch": "launching", "instances": {}, "fleetIds": [],
+            "errors": [], "status": "running", "endedAt": None, "cleaned": False}
+
+
+def new_return(now: float) -> dict[str, Any]:
+    return {"kind": "return", "createdAt": now, "machines": {}, "status": "running",
+            "endedAt": None}
+
+
+def instance_live(info: dict[str, Any]) -> bool:
+    """Still counted against the template: not returned and not known to be gone."""
+    return not info.get("returnId") and info.get("state") not in GONE_STATES
+
+
+def held_units(data: dict[str, Any]) -> dict[str, float]:
+    """Units each template holds now; a launch still in progress holds what it asked for."""
+    held: dict[str, float] = {}
+    for rec in data["requests"].values():
+        if rec.get("kind") != "create":
+            continue
+        if rec.get("launch") == "launching":
+            units = float(rec["units"])
+        else:
+            units = sum(float(i.get("units", 1)) for i in rec["instances"].values()
+                        if instance_live(i))
+        held[rec["templateId"]] = held.get(rec["templateId"], 0.0) + units
+    return held
+
+
+def owner_of(data: dict[str, Any]) -> dict[str, str]:
+    """instance id -> create request id, for every instance the state knows."""
+    out = {}
+    for rid, rec in data["requests"].items():
+        if rec.get("kind") == "create":
+            for iid in rec["instances"]:
+                out[iid] = rid
+    return out
+
+
+def names_index(data: dict[str, Any]) -> dict[str, str]:
+    """host name -> instance id, for returns that carry only the name."""
+    out = {}
+    for rec in data["requests"].values():
+        if rec.get("kind") == "create":
+            for iid, info in rec["instances"].items():
+                if info.get("name"):
+                    out[info["name"]] = iid
+    return out
+
+
+def live_machines(data: dict[str, Any]) -> list[dict[str, str]]:
+    out = []
+    for rec in data["requests"].values():
+        if rec.get("kind") == "create":
+            for iid, info in rec["instances"].items():
+                if instance_live(info):
+                    out.append({"machineId": iid, "name": info.get("name") or ""})
+    return out
+
+
+def returned_ids(data: dict[str, Any]) -> set[str]:
+    out = set()
+    for rec in data["requests"].values():
+        if rec.get("kind") == "return":
+            out.update(m for m, info in rec["machines"].items() if not info.get("refused"))
+    return out

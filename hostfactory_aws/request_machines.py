@@ -1,0 +1,102 @@
+"""requestMachines: reserve capacity in the state, launch, record what AWS gave.
+
+The record is written (and maxNumber checked) under the state lock BEFORE the AWS call, so
+two concurrent requests cannot both take the last slots, and a crash mid-launch leaves a
+record that getRequestStatus completes from the instances' tags.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from . import apis, records, state
+from . import tags as tagmod
+from .context import Context
+from .errors import AwsError, InputError
+
+log = logging.getLogger(__name__)
+
+
+def parse_input(data: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    tpl_in = data.get("template")
+    if not isinstance(tpl_in, dict):
+        raise InputError("template: required, an object with templateId and machineCount")
+    tid = tpl_in.get("templateId")
+    if not isinstance(tid, str) or not tid:
+        raise InputError("template.templateId: required, a non-empty string")
+    count = tpl_in.get("machineCount")
+    if isinstance(count, str) and count.strip().isdigit():
+        count = int(count)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise InputError(f"template.machineCount: must be a whole number, got {count!r}")
+    if count < 1:
+        raise InputError(f"template.machineCount: must be at least 1, got {count}")
+    extra = {}
+    account = data.get("rc_account", tpl_in.get("rc_account"))
+    if account is not None:
+        if not isinstance(account, str):
+            raise InputError("rc_account: must be a string")
+        extra["rc_account"] = account
+    return tid, count, extra
+
+
+def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+    tid, count, extra = parse_input(data)
+    t = ctx.template(tid)
+    cfg = ctx.config
+    rid = records.new_request_id("req")
+    path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
+    with state.update(path, timeout) as st:
+        if t["maxNumber"] >= 0:
+            held = records.held_units(st).get(tid, 0.0)
+            available = max(0, int(t["maxNumber"] - held))
+            if count > available:
+                raise InputError(
+                    f"template.machineCount: {count} is more than the {available} template "
+                    f"'{tid}' can still give (maxNumber {t['maxNumber']}, {held:g} held)")
+        st["requests"][rid] = records.new_create(tid, count, t["providerApi"], time.time())
+
+    tags = tagmod.base_tags(ctx.provider, rid, tid)
+    if "rc_account" in extra:
+        tags[tagmod.RC_ACCOUNT] = extra["rc_account"]
+    module = apis.module_for(t["providerApi"])
+    try:
+        launched = module.launch(ctx, t, rid, count, tags)
+    except AwsError as exc:
+        if exc.kind in ("throttle", "unknown"):
+            # AWS may have launched (the reply was lost): keep the record; the instances'
+            # request-id tag tells getRequestStatus what exists.
+            with state.update(path, timeout) as st:
+                rec = st["requests"][rid]
+                rec["launch"] = "unknown"
+                rec["errors"] = [f"{exc.code}: {exc.aws_message}"]
+            log.error("%s: launch outcome unknown: %s", rid, exc)
+            return {"requestId": rid, "message": f"launch outcome unknown ({exc.code}); "
+                    "getRequestStatus reports what AWS launched"}
+        _forget(path, timeout, rid)
+        raise
+    except BaseException:
+        _forget(path, timeout, rid)
+        raise
+
+    with state.update(path, timeout) as st:
+        rec = st["requests"][rid]
+        rec["launch"] = "done"
+        rec["fleetIds"] = launched["fleetIds"]
+        rec["errors"] = launched["errors"]
+        for iid, info in launched["instances"].items():
+            rec["instances"][iid] = {**info, "state": "pending", "returnId": None}
+    got = sum(i["units"] for i in launched["instances"].values())
+    msg = f"launching {len(launched['instances'])} machines ({got:g} of {count} units)"
+    if launched["errors"]:
+        msg += "; " + "; ".join(launched["errors"])
+    log.info("%s: template %s: %s", rid, tid, msg)
+    return {"requestId": rid, "message": msg}
+
+
+def _forget(path: str, timeout: float, rid: str) -> None:
+    """Nothing was launched: leave the state as it was before the call."""
+    with state.update(path, timeout) as st:
+        st["requests"].pop(rid, None)

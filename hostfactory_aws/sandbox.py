@@ -1,0 +1,133 @@
+"""A sandbox with no AWS account: moto in-process, and the patches that make it behave like EC2.
+
+Used by ``hostfactory-aws demo`` and by the test suite (in-process and as moto's server).
+moto is an optional extra (``pip install '.[sandbox]'``); nothing else imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from typing import Any, Callable
+
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_SESSION_TOKEN": "testing", "AWS_SECURITY_TOKEN": "testing"}
+
+
+def make_moto_faithful() -> None:
+    """Patch moto where it is unlike EC2; idempotent.
+
+    - RunInstances: EC2 launches up to MaxCount when it has the capacity; moto launches
+      MinCount. We best-effort with MinCount 1, so without this moto would give one machine.
+    """
+    from moto.ec2.responses.instances import InstanceResponse
+
+    if getattr(InstanceResponse.run_instances, "_hf_faithful", False):
+        return
+    original = InstanceResponse.run_instances
+
+    def run_instances(self: Any) -> Any:
+        params = getattr(self, "params", None)
+        if getattr(self, "automated_parameter_parsing", False) and isinstance(params, dict):
+            if "MaxCount" in params:
+                params["MinCount"] = params["MaxCount"]
+        elif "MaxCount" in self.querystring:
+            self.querystring["MinCount"] = self.querystring["MaxCount"]
+        return original(self)
+
+    run_instances._hf_faithful = True  # type: ignore[attr-defined]
+    InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
+
+
+def demo_templates(ec2: Any) -> dict[str, Any]:
+    """Templates over the sandbox's own default subnets and a moto AMI."""
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:3]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    return {"templates": [
+        {"templateId": "OnDemand-M5", "maxNumber": 10, "providerApi": "RunInstances",
+         "imageId": image, "vmType": "m5.large", "subnetId": subnets,
+         "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
+                        "nram": ["Numeric", "8192"]},
+         "instanceTags": "Project=demo;CostCenter=grid"},
+        {"templateId": "Spot-Mixed", "maxNumber": 40, "providerApi": "EC2Fleet",
+         "fleetType": "instant", "priceType": "spot", "imageId": image,
+         "vmTypes": {"m5.large": 1, "m5.xlarge": 2}, "subnetId": subnets,
+         "allocationStrategy": "priceCapacityOptimized"},
+    ]}
+
+
+def run_demo(out: Callable[[str], None] = print, progress: Callable[[str], None] | None = None,
+             machine_count: int = 2) -> int:
+    """The whole HostFactory cycle against moto; each verb's JSON printed as it answers."""
+    try:
+        from moto import mock_aws
+    except ImportError:
+        sys.stderr.write("the demo needs moto: pip install 'hostfactory-aws[sandbox]'\n")
+        return 2
+    say = progress or (lambda s: sys.stderr.write(s + "\n"))
+    import boto3
+
+    from .invoke_provider import run
+
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    make_moto_faithful()
+    with tempfile.TemporaryDirectory(prefix="hostfactory-aws-demo-") as tmp, mock_aws():
+        conf = os.path.join(tmp, "conf")
+        os.makedirs(conf)
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        with open(os.path.join(conf, "awsprov_config.json"), "w") as fh:
+            json.dump({"AWS_REGION": "us-east-1", "LogLevel": "INFO"}, fh)
+        with open(os.path.join(conf, "awsprov_templates.json"), "w") as fh:
+            json.dump(demo_templates(ec2), fh)
+        env = {**os.environ, "HF_PROVIDER_NAME": "awsdemo", "HF_PROVIDER_CONFDIR": conf,
+               "HF_PROVIDER_WORKDIR": os.path.join(tmp, "work"),
+               "HF_PROVIDER_LOGDIR": os.path.join(tmp, "log")}
+
+        def call(verb: str, data: dict[str, Any]) -> dict[str, Any]:
+            code, answer = run([verb], _Stdin(json.dumps(data)), env)
+            out(f"$ {verb}.sh  <<< {json.dumps(data)}")
+            out(json.dumps(answer, indent=2))
+            if code:
+                raise SystemExit(f"demo: {verb} failed: {answer.get('message')}")
+            return answer
+
+        say("demo: sandbox EC2 (moto) in us-east-1, provider 'awsdemo', work dir " + tmp)
+        call("getAvailableTemplates", {})
+        for template in ("OnDemand-M5", "Spot-Mixed"):
+            say(f"demo: requesting {machine_count} units of {template}")
+            req = call("requestMachines", {"template": {"templateId": template,
+                                                        "machineCount": machine_count}})
+            status = _poll(call, req["requestId"])
+            hosts = [{"name": m["name"], "machineId": m["machineId"]}
+                     for m in status["machines"]]
+            call("getReturnRequests", {"machines": hosts})
+            say(f"demo: returning {len(hosts)} machines of {template}")
+            ret = call("requestReturnMachines", {"machines": hosts})
+            _poll(call, ret["requestId"])
+        call("getAvailableTemplates", {})
+        say("demo: done; every verb answered one JSON document")
+    return 0
+
+
+def _poll(call: Callable[[str, dict[str, Any]], dict[str, Any]], rid: str) -> dict[str, Any]:
+    for _ in range(10):
+        answer = call("getRequestStatus", {"requests": [{"requestId": rid}]})["requests"][0]
+        if answer["status"] != "running":
+            return answer
+    raise SystemExit(f"demo: {rid} still running after 10 polls")
+
+
+class _Stdin:
+    """Just enough of a file for read_input."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def isatty(self) -> bool:
+        return False
+
+    def read(self) -> str:
+        return self._text

@@ -1,0 +1,51 @@
+"""Tag keys that mark what this plugin launched, and the filters that find it again.
+
+Every resource is tagged at creation with these, so the truth can be rebuilt from AWS
+alone; the provider tag is also the guard that keeps us from terminating anything else.
+"""
+
+from __future__ import annotations
+
+PROVIDER = "hostfactory:provider"
+REQUEST_ID = "hostfactory:requestId"
+TEMPLATE_ID = "hostfactory:templateId"
+RETURN_ID = "hostfactory:returnId"
+RC_ACCOUNT = "rc_account"
+
+
+def base_tags(provider: str, request_id: str, template_id: str) -> dict[str, str]:
+    return {PROVIDER: provider, REQUEST_ID: request_id, TEMPLATE_ID: template_id}
+
+
+def parse_tag_string(text: str) -> dict[str, str]:
+    """``"k1=v1;k2=v2"`` (IBM's instanceTags form) -> dict; empty pieces are skipped."""
+    out: dict[str, str] = {}
+    for piece in (text or "").split(";"):
+        piece = piece.strip()
+        if not piece:
+            continue
+        key, sep, value = piece.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"'{piece}' is not of the form key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def to_tag_string(tags: dict[str, str]) -> str:
+    return ";".join(f"{k}={v}" for k, v in tags.items())
+
+
+def as_aws(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def from_aws(tag_list: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tag_list or []}
+
+
+def tag_specs(resource_types: list[str], tags: dict[str, str]) -> list[dict]:
+    return [{"ResourceType": rt, "Tags": as_aws(tags)} for rt in resource_types]
+
+
+def provider_filter(provider: str) -> dict:
+    return {"Name": f"tag:{PROVIDER}", "Values": [provider]}

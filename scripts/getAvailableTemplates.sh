@@ -1,0 +1,2 @@
+#!/bin/bash
+exec "$(dirname "${BASH_SOURCE[0]}")/invoke_provider.sh" getAvailableTemplates "$@"
