@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from typing import Any, Callable
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -39,6 +40,76 @@ def make_moto_faithful() -> None:
 
     run_instances._hf_faithful = True  # type: ignore[attr-defined]
     InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
+
+
+class CallCounter:
+    """WSGI middleware around moto's server app: counts AWS calls by action.
+
+    ``GET /_hf/calls`` returns the counts as JSON; ``DELETE /_hf/calls`` resets them.
+    The tests wrap it further to inject faults; the benchmark reads the counts.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/_hf/calls":
+            if environ["REQUEST_METHOD"] == "DELETE":
+                with self._lock:
+                    self.calls.clear()
+            with self._lock:
+                body = json.dumps(self.calls).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        action = request_action(environ)
+        if action:
+            with self._lock:
+                self.calls[action] = self.calls.get(action, 0) + 1
+        return self.app(environ, start_response)
+
+
+def request_action(environ: dict[str, Any]) -> str:
+    """The AWS action of a request (query protocol Action=..., or JSON X-Amz-Target).
+
+    Reads the body and puts it back, so the wrapped app still sees it.
+    """
+    import io
+    from urllib.parse import parse_qs
+
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    form = parse_qs(body.decode("utf-8", "replace")) if body else {}
+    return (form.get("Action") or query.get("Action") or [""])[0]
+
+
+def moto_app() -> Any:
+    """moto's server WSGI app, made faithful to EC2."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    make_moto_faithful()
+    return DomainDispatcherApplication(create_backend_app)
+
+
+def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
+    """Serve a WSGI app on loopback in a daemon thread; returns (server, endpoint url)."""
+    import logging
+
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on the console
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the sandbox only listens on loopback")
+    server = make_server(host, port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://{host}:{server.server_port}"
 
 
 def demo_templates(ec2: Any) -> dict[str, Any]:
