@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from . import apis, instances, machines, records, state
+from . import apis, instances, machines, records, recovery, state
 from . import tags as tagmod
 from .context import Context
 from .errors import AwsError, InputError
@@ -45,6 +45,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
     snapshot = state.read(path, timeout)
     found = instances.sweep(ctx.aws, ctx.provider)
+    if recovery.reap(ctx, snapshot, found):
+        snapshot = state.read(path, timeout)
     now = time.time()
     pending_timeout = cfg["AWS_INSTANCE_PENDING_TIMEOUT_SEC"]
 

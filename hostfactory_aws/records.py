@@ -10,27 +10,63 @@ A return record:  {"kind": "return", "createdAt", "machines": {id: {"name", "ref
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from .machines import GONE_STATES
 
-LIVE_UNKNOWN = "unknown"
+# HostFactory kills a call after its action timeout (240-300 s in published configs): an
+# in-flight record older than this belongs to a call that is certainly dead.
+IN_FLIGHT_MAX_SEC = 900
 
 
 def new_request_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4()}"
 
 
+def _owner() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
 def new_create(template_id: str, units: int, api: str, now: float) -> dict[str, Any]:
     return {"kind": "create", "templateId": template_id, "units": units, "api": api,
             "createdAt": now, "launch": "launching", "instances": {}, "fleetIds": [],
-            "errors": [], "status": "running", "endedAt": None, "cleaned": False}
+            "errors": [], "status": "running", "endedAt": None, "cleaned": False, **_owner()}
 
 
 def new_return(now: float) -> dict[str, Any]:
     return {"kind": "return", "createdAt": now, "machines": {}, "status": "running",
-            "endedAt": None}
+            "endedAt": None, "phase": "terminating", **_owner()}
+
+
+def in_flight(rec: dict[str, Any]) -> bool:
+    """The call that wrote this record has not finished its AWS work yet."""
+    if rec.get("kind") == "create":
+        return rec.get("launch") == "launching"
+    return rec.get("phase") == "terminating"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale(rec: dict[str, Any], now: float,
+          alive: Callable[[int], bool] = pid_alive) -> bool:
+    """An in-flight record whose call died: HostFactory never received its id."""
+    if not in_flight(rec):
+        return False
+    if now - rec.get("createdAt", 0) > IN_FLIGHT_MAX_SEC:
+        return True
+    same_host = rec.get("host") == socket.gethostname()
+    return same_host and isinstance(rec.get("pid"), int) and not alive(rec["pid"])
 
 
 def instance_live(info: dict[str, Any]) -> bool:
@@ -45,7 +81,7 @@ def held_units(data: dict[str, Any]) -> dict[str, float]:
         if rec.get("kind") != "create":
             continue
         if rec.get("launch") == "launching":
-            units = float(rec["units"])
+            units = float(max(rec["units"], len(rec["instances"])))
         else:
             units = sum(float(i.get("units", 1)) for i in rec["instances"].values()
                         if instance_live(i))

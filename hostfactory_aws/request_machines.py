@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from . import apis, records, state
+from . import apis, records, recovery, state
 from . import tags as tagmod
 from .context import Context
 from .errors import AwsError, InputError
@@ -48,6 +48,9 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     cfg = ctx.config
     rid = records.new_request_id("req")
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
+    snapshot = state.read(path, timeout)
+    if recovery.stale_ids(snapshot, time.time()):
+        recovery.reap(ctx, snapshot)  # a killed call's reservation must not block this one
     with state.update(path, timeout) as st:
         if t["maxNumber"] >= 0:
             held = records.held_units(st).get(tid, 0.0)

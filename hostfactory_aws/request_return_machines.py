@@ -99,10 +99,12 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             st["requests"].pop(rid, None)
             _mark_returned(st, rec, None)
         raise
-    if refused:
-        with state.update(path, timeout) as st:
+    with state.update(path, timeout) as st:
+        cur = st["requests"].get(rid)
+        if cur is not None:
+            cur["phase"] = "done"
             for iid, why in refused.items():
-                st["requests"][rid]["machines"][iid]["refused"] = why
+                cur["machines"][iid]["refused"] = why
     problems = [info["refused"] for info in rec["machines"].values() if info["refused"]]
     problems += list(refused.values())
     msg = f"terminating {len(to_terminate) - len(refused)} machines"

@@ -1,0 +1,100 @@
+"""A WSGI middleware that makes moto's server fail the way EC2 does, on demand.
+
+The e2e tests run the real scripts as separate processes, so the only place to make AWS
+misbehave is the wire. A rule matches one AWS action and fires a given number of times:
+
+- ``after=False`` (default): answer an EC2-style XML error instead of calling moto, as EC2
+  does when it throttles or refuses a call (nothing happened).
+- ``after=True``: let moto really do the call, then throw its answer away and send an error:
+  the call happened but the caller never hears of it (a lost reply).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+from xml.sax.saxutils import escape
+
+from hostfactory_aws.sandbox import request_action
+
+REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
+           503: "Service Unavailable"}
+
+
+@dataclass
+class Rule:
+    """One fault: which action, what error, how many more times, before or after the call."""
+
+    action: str
+    code: str
+    status: int
+    message: str
+    times: int
+    after: bool = False
+    fired: int = 0
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The XML EC2 (query protocol) sends with an error."""
+    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>"
+            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            "</Error></Errors><RequestID>hf-fault-injected</RequestID></Response>").encode()
+
+
+class FaultInjector:
+    """Wraps a WSGI app; ``add`` a rule from a test, ``clear`` between tests."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.rules: list[Rule] = []
+        self._lock = threading.Lock()
+
+    def add(self, action: str, code: str = "RequestLimitExceeded", status: int = 400,
+            times: int = 1, message: str = "", after: bool = False) -> Rule:
+        """Fail the next ``times`` calls of ``action`` with ``code`` / HTTP ``status``."""
+        rule = Rule(action=action, code=code, status=status, times=times, after=after,
+                    message=message or f"injected {code} for {action}")
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def _take(self, action: str) -> Rule | None:
+        with self._lock:
+            for rule in self.rules:
+                if rule.action == action and rule.fired < rule.times:
+                    rule.fired += 1
+                    return rule
+        return None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        action = request_action(environ)  # reads the body and puts it back for moto
+        rule = self._take(action) if action else None
+        if rule is None:
+            return self.app(environ, start_response)
+        if rule.after:
+            self._run_and_discard(environ)
+        body = error_body(rule.code, rule.message)
+        reason = REASONS.get(rule.status, "Error")
+        start_response(f"{rule.status} {reason}", [("Content-Type", "text/xml"),
+                                                   ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _run_and_discard(self, environ: dict[str, Any]) -> None:
+        """Let the wrapped app do the call for real; its answer never reaches the client."""
+        def ignore(status: str, headers: list[Any], exc_info: Any = None) -> Callable:
+            return lambda data: None
+
+        result = self.app(environ, ignore)
+        try:
+            for _ in result:
+                pass
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
