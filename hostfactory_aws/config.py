@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError
-from .validate import coerce_numeric_strings, load_json_file, load_schema, schema_errors
+from .validate import checked, coerce_numeric_strings, load_json_file
 
 DEFAULTS: dict[str, Any] = {
     "AWS_CONNECTION_TIMEOUT_MS": 10000,
@@ -13,6 +13,7 @@ DEFAULTS: dict[str, Any] = {
     "AWS_REQUEST_RETRY_ATTEMPTS": 4,
     "AWS_INSTANCE_PENDING_TIMEOUT_SEC": 180,
     "AWS_SPOT_TERMINATE_ON_RECLAIM": False,
+    "AWS_ORPHAN_TIMEOUT_MINUTES": 0,  # 0: orphans are logged, never terminated
     "STATE_LOCK_TIMEOUT_SEC": 30,
     "REQUEST_RETENTION_HOURS": 24,
     "LogLevel": "INFO",
@@ -21,15 +22,18 @@ INT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, int) and not isinsta
 INT_KEYS.add("AWS_PROXY_PORT")
 
 
-def parse_config(raw: Any, path: str) -> dict[str, Any]:
-    """Check a loaded config document; return it with defaults filled in."""
+def parse_config(raw: Any, path: str, cache: str | None = None) -> dict[str, Any]:
+    """Check a loaded config document; return it with defaults filled in.
+
+    ``cache``: the file remembering schema checks that passed (see validate.checked).
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a JSON object of KEY: value")
     data = coerce_numeric_strings(raw, INT_KEYS)
     flag = data.get("AWS_SPOT_TERMINATE_ON_RECLAIM")
     if isinstance(flag, str) and flag.lower() in ("true", "false"):
         data["AWS_SPOT_TERMINATE_ON_RECLAIM"] = flag.lower() == "true"
-    errors = schema_errors(data, load_schema("config.schema.json"))
+    errors = checked(data, "config.schema.json", cache)
     if errors:
         lines = [f"{path}: {_where(p)}{msg}" for p, msg in errors]
         raise ConfigError("; ".join(lines))
@@ -39,8 +43,8 @@ def parse_config(raw: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str) -> dict[str, Any]:
-    return parse_config(load_json_file(path), path)
+def load_config(path: str, cache: str | None = None) -> dict[str, Any]:
+    return parse_config(load_json_file(path), path, cache)
 
 
 def _where(path: list[Any]) -> str:

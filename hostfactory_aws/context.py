@@ -34,6 +34,11 @@ class Context:
         return os.path.join(self.work_dir, f"{self.provider}-state.json")
 
     @property
+    def validated_path(self) -> str:
+        """Schema checks that passed, so unchanged files skip jsonschema (validate.checked)."""
+        return os.path.join(self.work_dir, f"{self.provider}-validated.json")
+
+    @property
     def mem_key(self) -> str:
         return "mem" if self.mode == "lsf" else "nram"
 
@@ -42,7 +47,7 @@ class Context:
         if self._config is None:
             from .config import load_config
 
-            self._config = load_config(self.config_path)
+            self._config = load_config(self.config_path, self.validated_path)
         return self._config
 
     @property
@@ -50,7 +55,7 @@ class Context:
         if self._templates is None:
             from .templates import load_templates
 
-            self._templates = load_templates(self.templates_path)
+            self._templates = load_templates(self.templates_path, self.validated_path)
         return self._templates
 
     @property

@@ -1,8 +1,10 @@
 """getRequestStatus: one tag sweep of EC2 answers every request asked, create or return.
 
-The state file says which machines a request launched; the sweep says what they are now.
-Requests the state does not know (lost work dir, failover) are answered from the
-instances' request-id / return-id tags. Instances pending past the timeout are terminated.
+The state file says which machines a request launched; the sweep says what they are now
+(and finds what asynchronous fleets and groups launched since, by their request-id tag).
+Fleets and groups still working are described once per API family, batched. Requests the
+state does not know (lost work dir, failover) are answered from the instances' tags.
+Instances pending past the timeout are terminated.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def parse_input(data: dict[str, Any]) -> list[str]:
     return ids
 
 
+def is_async(rec: dict[str, Any]) -> bool:
+    """Fleets and groups that launch after the call returned."""
+    return rec.get("api") in ("SpotFleet", "ASG") or rec.get("fleetType") in ("request",
+                                                                              "maintain")
+
+
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     ids = parse_input(data)
     cfg = ctx.config
@@ -49,8 +57,10 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         snapshot = state.read(path, timeout)
     now = time.time()
     pending_timeout = cfg["AWS_INSTANCE_PENDING_TIMEOUT_SEC"]
+    progress = describe_progress(ctx, {rid: snapshot["requests"][rid] for rid in ids
+                                       if rid in snapshot["requests"]})
 
-    answers, updates = [], {}
+    answers, updates, settle = [], {}, {}
     for rid in ids:
         rec = snapshot["requests"].get(rid)
         if rec is None:
@@ -61,7 +71,10 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
                                        "no instance carries its tag"})
             continue
         if rec["kind"] == "create":
-            answer = create_answer(rid, rec, found, now, pending_timeout)
+            answer, running_units = create_answer(rid, rec, found, now, pending_timeout,
+                                                  progress.get(rid))
+            if is_async(rec) and answer["status"] != RUNNING and not rec.get("settled"):
+                settle[rid] = running_units
         else:
             answer = return_answer(rid, rec, found, now)
         answers.append(answer)
@@ -75,10 +88,37 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
                     pending_timeout, overdue)
         instances.terminate(ctx.aws, overdue)
 
-    to_clean = _save(ctx, updates, found, now)
-    for rec in to_clean:
+    targets = {}
+    for rid, running_units in settle.items():  # ended: the fleet/group launches no more
+        rec = dict(snapshot["requests"][rid])
+        try:
+            apis.module_for(rec["api"]).settle(ctx, rec, running_units)
+            targets[rid] = rec.get("target")
+        except AwsError as exc:
+            log.warning("%s: could not settle %s, will retry: %s", rid, rec.get("fleetIds"), exc)
+
+    for rec in _save(ctx, updates, found, targets, now):
         _cleanup(ctx, rec)
     return {"requests": answers}
+
+
+def describe_progress(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict]:
+    """One batched describe per API family for the asked requests still in progress."""
+    by_api: dict[str, dict[str, dict[str, Any]]] = {}
+    for rid, rec in recs.items():
+        if (rec.get("kind") == "create" and is_async(rec) and rec.get("launch") == "done"
+                and rec.get("status") == RUNNING):
+            by_api.setdefault(rec["api"], {})[rid] = rec
+    out: dict[str, dict[str, Any]] = {}
+    for api, group in by_api.items():
+        try:
+            out.update(apis.module_for(api).describe(ctx, group))
+        except AwsError as exc:
+            if exc.kind in ("throttle", "unknown"):
+                raise  # unknown: never conclude a fleet has stopped
+            for rid in group:
+                out[rid] = {"active": True, "errors": [f"{exc.code}: {exc.aws_message}"]}
+    return out
 
 
 def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str, Any] | None:
@@ -95,6 +135,7 @@ def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str,
                                  "requestId": tagmod.from_aws(i.get("Tags")).get(tagmod.REQUEST_ID)}
                            for iid, i in mine.items()}
         rec["createdAt"] = 0  # unknown: old enough for vanished machines to count as gone
+        rec["phase"] = "done"
         rec["rebuilt"] = True
         return rec
     any_tags = tagmod.from_aws(next(iter(mine.values())).get("Tags"))
@@ -109,11 +150,15 @@ def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str,
 
 
 def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]],
-                  now: float, pending_timeout: float) -> dict[str, Any]:
+                  now: float, pending_timeout: float,
+                  progress: dict[str, Any] | None = None) -> tuple[dict[str, Any], float]:
+    """(HostFactory's answer for one create request, units of machines running)."""
+    weights = rec.get("weights") or {}
     known = dict(rec["instances"])
-    for iid, inst in found.items():  # instances AWS launched that the record missed
+    for iid, inst in found.items():  # instances AWS launched that the record does not list
         if iid not in known and tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) == rid:
-            known[iid] = {"units": 1.0, "name": "", "type": inst.get("InstanceType")}
+            known[iid] = {"units": apis.weights_units(weights, inst.get("InstanceType")),
+                          "name": "", "type": inst.get("InstanceType")}
     out, results, running_units = [], [], 0.0
     for iid, info in known.items():
         inst = found.get(iid)
@@ -131,17 +176,26 @@ def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]
                 running_units += float(info.get("units", 1.0))
         results.append(result)
     errors = list(rec.get("errors") or [])
+    more_coming = False
+    if progress is not None:
+        errors += [e for e in progress["errors"] if e not in errors]
+        expired = now > rec.get("validUntil", float("inf"))
+        more_coming = progress["active"] and not expired
+        if expired and running_units < float(rec["units"]):
+            errors.append(f"not fulfilled within spotFleetRequestExpiry "
+                          f"({int((rec['validUntil'] - rec['createdAt']) / 60)} min)")
     if rec.get("launch") in ("launching", "unknown") and not known:
         if now - rec["createdAt"] < UNKNOWN_LAUNCH_GRACE_SEC:
             return {"requestId": rid, "status": RUNNING, "machines": [],
-                    "message": "launch outcome not known yet; " + "; ".join(errors)}
+                    "message": "launch outcome not known yet; " + "; ".join(errors)}, 0.0
         return {"requestId": rid, "status": COMPLETE_WITH_ERROR, "machines": [],
-                "message": "no instance was launched for this request; " + "; ".join(errors)}
-    requested = float(rec["units"])
-    status, msg = machines.create_status(results, requested, running_units, errors)
+                "message": "no instance was launched for this request; " + "; ".join(errors)
+                }, 0.0
+    status, msg = machines.create_status(results, float(rec["units"]), running_units, errors,
+                                         more_coming)
     if rec.get("rebuilt"):
         msg = ("rebuilt from EC2 tags (state file had no record); " + msg).rstrip("; ")
-    return {"requestId": rid, "status": status, "machines": out, "message": msg}
+    return {"requestId": rid, "status": status, "machines": out, "message": msg}, running_units
 
 
 def return_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]],
@@ -163,10 +217,16 @@ def return_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]
 
 
 def _save(ctx: Context, updates: dict[str, tuple[dict[str, Any], dict[str, Any]]],
-          found: dict[str, dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    """Write what this poll learnt; returns create records whose fleets can now go."""
+          found: dict[str, dict[str, Any]], targets: dict[str, Any],
+          now: float) -> list[dict[str, Any]]:
+    """Write what this poll learnt; returns create records whose resources can now go."""
     cfg = ctx.config
     to_clean = []
+    by_request: dict[str, list[str]] = {}
+    for iid, inst in found.items():
+        req = tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID)
+        if req:
+            by_request.setdefault(req, []).append(iid)
     with state.update(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]) as st:
         reqs = st["requests"]
         for rid, (rec, answer) in updates.items():
@@ -178,22 +238,41 @@ def _save(ctx: Context, updates: dict[str, tuple[dict[str, Any], dict[str, Any]]
             cur["status"] = answer["status"]
             if cur["kind"] == "return" and answer["status"] != RUNNING and not cur["endedAt"]:
                 cur["endedAt"] = now
+            if rid in targets:
+                cur["settled"] = True
+                cur["target"] = targets[rid]
         for rid, cur in reqs.items():  # every create record learns from the same sweep
-            if cur.get("kind") != "create":
+            if cur.get("kind") != "create" or cur.get("launch") == "abandoned":
                 continue
+            for iid in by_request.get(rid, []):
+                if iid not in cur["instances"]:
+                    inst = found[iid]
+                    cur["instances"][iid] = {
+                        "units": apis.weights_units(cur.get("weights") or {},
+                                                    inst.get("InstanceType")),
+                        "name": "", "type": inst.get("InstanceType"), "returnId": None}
             for iid, info in cur["instances"].items():
                 inst = found.get(iid)
                 if inst is not None:
                     info["state"] = machines.state_of(inst)
                     info["name"] = info.get("name") or machines.host_name(inst)
-            if cur["instances"] and cur.get("launch") != "launching" and all(
-                    i.get("state") == "terminated" for i in cur["instances"].values()):
-                if not cur.get("cleaned") and cur.get("fleetIds"):
+            if _can_clean(cur):
+                if not cur.get("cleaned") and (cur.get("fleetIds") or
+                                               cur.get("launchTemplateId")):
                     to_clean.append({**cur, "requestId": rid})
                 cur["cleaned"] = True
                 cur["endedAt"] = cur.get("endedAt") or now
         state.prune(st, now, cfg["REQUEST_RETENTION_HOURS"])
     return to_clean
+
+
+def _can_clean(rec: dict[str, Any]) -> bool:
+    """Nothing of this request runs, and its fleet or group can launch nothing more."""
+    if rec.get("launch") != "done" or rec.get("status") == RUNNING:
+        return False
+    if is_async(rec) and not rec.get("settled"):
+        return False
+    return all(i.get("state") == "terminated" for i in rec["instances"].values())
 
 
 def _cleanup(ctx: Context, rec: dict[str, Any]) -> None:

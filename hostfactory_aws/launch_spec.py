@@ -6,16 +6,82 @@ Shared by every API module so that a template means the same machine whichever A
 from __future__ import annotations
 
 import base64
+import os
+import re
 from typing import Any
 
 from . import tags as tagmod
+
+# Key of a template copy carrying LSF's requestMachines userData (key -> value) to export.
+EXPORT_USER_DATA = "_exportUserData"
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHELLS = frozenset({"sh", "bash", "dash", "ksh", "zsh"})
 
 
 def user_data(t: dict[str, Any]) -> str | None:
     if "userDataScript" in t:
         with open(t["userDataScript"], encoding="utf-8") as fh:
-            return fh.read()
-    return t.get("userData") or None
+            script: str | None = fh.read()
+    else:
+        script = t.get("userData") or None
+    exports = t.get(EXPORT_USER_DATA)
+    return export_user_data(script, exports) if exports else script
+
+
+def shell_quote(text: str) -> str:
+    """Single-quoted for sh: nothing inside is expanded, a ' becomes '\\''."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def export_lines(values: dict[str, Any]) -> list[str]:
+    """``export K='V'`` per key; ValueError naming the key if it cannot be exported safely."""
+    lines = []
+    for key, value in values.items():
+        if not isinstance(key, str) or not _SHELL_NAME.match(key):
+            raise ValueError(f"userData.{key}: not a shell variable name (letters, digits and "
+                             "'_', not starting with a digit)")
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            text = str(value)
+        else:
+            raise ValueError(f"userData.{key}: must be a string or a number, "
+                             f"not {type(value).__name__}")
+        if "\0" in text:
+            raise ValueError(f"userData.{key}: holds a NUL character")
+        lines.append(f"export {key}={shell_quote(text)}")
+    return lines
+
+
+def export_user_data(script: str | None, values: dict[str, Any]) -> str | None:
+    """LSF's userData as ``export`` lines right after the boot script's shebang line.
+
+    No script: a bash script of just the exports. A script that is not a shell script
+    (cloud-config, another interpreter) cannot take them: ValueError saying so.
+    """
+    if not values:
+        return script
+    block = "".join(line + "\n" for line in export_lines(values))
+    if not script:
+        return "#!/bin/bash\n" + block
+    first, _, rest = script.partition("\n")
+    if not _is_shell_shebang(first):
+        raise ValueError("userData: the template's user data does not start with a shell "
+                         "'#!' line (e.g. #!/bin/bash), so LSF's userData values cannot be "
+                         "exported into it")
+    return first + "\n" + block + rest
+
+
+def _is_shell_shebang(line: str) -> bool:
+    if not line.startswith("#!"):
+        return False
+    words = line[2:].strip().split()
+    if not words:
+        return False
+    prog = os.path.basename(words[0])
+    if prog == "env" and len(words) > 1:
+        prog = os.path.basename(words[1])
+    return prog in _SHELLS
 
 
 def block_devices(t: dict[str, Any], root_device: str | None) -> list[dict[str, Any]]:
@@ -66,7 +132,7 @@ def spot_market(t: dict[str, Any]) -> dict[str, Any]:
     opts: dict[str, Any] = {"SpotInstanceType": "one-time",
                             "InstanceInterruptionBehavior": "terminate"}
     if "maxSpotPrice" in t:
-        opts["MaxPrice"] = _price(t["maxSpotPrice"])
+        opts["MaxPrice"] = price(t["maxSpotPrice"])
     return {"MarketType": "spot", "SpotOptions": opts}
 
 
@@ -122,19 +188,25 @@ def fleet_overrides(t: dict[str, Any]) -> list[dict[str, Any]]:
             if subnet:
                 o["SubnetId"] = subnet
             if "maxSpotPrice" in t:
-                o["MaxPrice"] = _price(t["maxSpotPrice"])
+                o["MaxPrice"] = price(t["maxSpotPrice"])
             out.append(o)
     return out
 
 
+def on_demand_share(t: dict[str, Any]) -> float:
+    """Fraction of capacity bought on demand, kept so that a lowered target keeps the mix."""
+    return {"ondemand": 1.0, "spot": 0.0}.get(t["priceType"],
+                                             int(t.get("percentOnDemand", 0)) / 100.0)
+
+
 def capacity_split(t: dict[str, Any], units: int) -> dict[str, Any]:
     """TargetCapacitySpecification for the template's priceType."""
-    price = t["priceType"]
+    kind = t["priceType"]
     spec: dict[str, Any] = {"TotalTargetCapacity": units}
-    if price == "ondemand":
+    if kind == "ondemand":
         spec["DefaultTargetCapacityType"] = "on-demand"
         spec["OnDemandTargetCapacity"] = units
-    elif price == "spot":
+    elif kind == "spot":
         spec["DefaultTargetCapacityType"] = "spot"
         spec["SpotTargetCapacity"] = units
     else:
@@ -145,5 +217,5 @@ def capacity_split(t: dict[str, Any], units: int) -> dict[str, Any]:
     return spec
 
 
-def _price(value: Any) -> str:
+def price(value: Any) -> str:
     return f"{float(value):.6f}".rstrip("0").rstrip(".")

@@ -93,16 +93,19 @@ def overdue_pending(inst: dict[str, Any], now: float, pending_timeout: float) ->
 
 
 def create_status(results: list[str], requested_units: float, running_units: float,
-                  errors: list[str]) -> tuple[str, str]:
+                  errors: list[str], more_coming: bool = False) -> tuple[str, str]:
     """Create request status from its machines' results.
 
     A shortfall with every launched machine up is ``complete`` with a message (the grid can
     use those hosts and ask again); no machine at all, or any failed one, is
-    ``complete_with_error``; anything still in flight is ``running``.
+    ``complete_with_error``; anything still in flight is ``running``, and so is a short
+    request whose fleet or group may still launch (``more_coming``).
     """
     err = "; ".join(errors)
     if EXECUTING in results:
         return RUNNING, ""
+    if more_coming and running_units < requested_units:
+        return RUNNING, err
     if not results:
         return COMPLETE_WITH_ERROR, err or "no machines were launched"
     if FAIL in results:

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from . import apis, records, recovery, state
+from . import apis, launch_spec, records, recovery, state
 from . import tags as tagmod
 from .context import Context
 from .errors import AwsError, InputError
@@ -39,12 +39,38 @@ def parse_input(data: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
         if not isinstance(account, str):
             raise InputError("rc_account: must be a string")
         extra["rc_account"] = account
+    exports = _user_data_input(data, tpl_in)
+    if exports:
+        extra["userData"] = exports
     return tid, count, extra
+
+
+def _user_data_input(data: dict[str, Any], tpl_in: dict[str, Any]) -> dict[str, Any]:
+    """LSF's userData (key -> value, exported to the boot script), top level or in template."""
+    merged: dict[str, Any] = {}
+    for where, value in (("userData", data.get("userData")),
+                         ("template.userData", tpl_in.get("userData"))):
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: must be an object of name: value pairs")
+        merged.update(value)
+    try:
+        launch_spec.export_lines(merged)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return merged
 
 
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     tid, count, extra = parse_input(data)
     t = ctx.template(tid)
+    if extra.get("userData"):
+        t = {**t, launch_spec.EXPORT_USER_DATA: extra["userData"]}
+        try:
+            launch_spec.user_data(t)  # fail now, before reserving anything
+        except ValueError as exc:
+            raise InputError(f"{exc} (template '{tid}')") from None
     cfg = ctx.config
     rid = records.new_request_id("req")
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
@@ -59,7 +85,11 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
                 raise InputError(
                     f"template.machineCount: {count} is more than the {available} template "
                     f"'{tid}' can still give (maxNumber {t['maxNumber']}, {held:g} held)")
-        st["requests"][rid] = records.new_create(tid, count, t["providerApi"], time.time())
+        rec = records.new_create(tid, count, t["providerApi"], time.time())
+        rec.update(fleetType=t["fleetType"], weights=t["vmTypes"], target=count,
+                   onDemandShare=launch_spec.on_demand_share(t),
+                   validUntil=rec["createdAt"] + 60 * float(t["spotFleetRequestExpiry"]))
+        st["requests"][rid] = rec
 
     tags = tagmod.base_tags(ctx.provider, rid, tid)
     if "rc_account" in extra:
@@ -88,11 +118,15 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         rec = st["requests"][rid]
         rec["launch"] = "done"
         rec["fleetIds"] = launched["fleetIds"]
+        rec["launchTemplateId"] = launched["launchTemplateId"]
         rec["errors"] = launched["errors"]
         for iid, info in launched["instances"].items():
             rec["instances"][iid] = {**info, "state": "pending", "returnId": None}
     got = sum(i["units"] for i in launched["instances"].values())
-    msg = f"launching {len(launched['instances'])} machines ({got:g} of {count} units)"
+    if launched["instances"]:
+        msg = f"launching {len(launched['instances'])} machines ({got:g} of {count} units)"
+    else:
+        msg = f"{t['providerApi']} {', '.join(launched['fleetIds'])} launching {count} units"
     if launched["errors"]:
         msg += "; " + "; ".join(launched["errors"])
     log.info("%s: template %s: %s", rid, tid, msg)

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from . import instances, records, state
+from . import apis, instances, records, state
 from . import tags as tagmod
 from .context import Context
 from .errors import InputError
@@ -88,18 +88,23 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     with state.update(path, timeout) as st:
         st["requests"][rid] = rec
         _mark_returned(st, rec, rid)
+    targets: dict[str, Any] = {}
     try:
+        refused: dict[str, str] = {}
         if to_terminate:
             instances.tag(ctx.aws, to_terminate, {tagmod.RETURN_ID: rid})
-            refused = instances.terminate(ctx.aws, to_terminate)
-        else:
-            refused = {}
+            handled = release(ctx, snapshot, described, to_terminate, targets)
+            rest = [iid for iid in to_terminate if iid not in handled]
+            refused = instances.terminate(ctx.aws, rest) if rest else {}
     except BaseException:
         with state.update(path, timeout) as st:  # outcome unknown: let HostFactory retry
             st["requests"].pop(rid, None)
             _mark_returned(st, rec, None)
         raise
     with state.update(path, timeout) as st:
+        for owner_id, target in targets.items():
+            if owner_id in st["requests"]:
+                st["requests"][owner_id]["target"] = target
         cur = st["requests"].get(rid)
         if cur is not None:
             cur["phase"] = "done"
@@ -113,6 +118,43 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         log.warning("%s: %s", rid, msg)
     log.info("%s: returning %s", rid, ", ".join(to_terminate))
     return {"requestId": rid, "message": msg}
+
+
+def release(ctx: Context, snapshot: dict[str, Any], described: dict[str, dict[str, Any]],
+            ids: list[str], targets: dict[str, Any]) -> set[str]:
+    """Let each machine's fleet or group go of it before it is terminated.
+
+    Maintain fleets get their target lowered (so nothing replaces the machine); ASG machines
+    are terminated through the group with decrement. A machine already tagged by an earlier
+    return is skipped, so a retried return never lowers a target twice. Returns the ids the
+    API terminated itself; ``targets`` receives each owner's new target.
+    """
+    owners = records.owner_of(snapshot)
+    by_owner: dict[str, dict[str, float]] = {}
+    for iid in ids:
+        inst_tags = tagmod.from_aws(described[iid].get("Tags"))
+        if inst_tags.get(tagmod.RETURN_ID):
+            continue  # returned before: its fleet already let go of it
+        owner = owners.get(iid) or inst_tags.get(tagmod.REQUEST_ID) or ""
+        rec = snapshot["requests"].get(owner)
+        if rec is None and inst_tags.get("aws:autoscaling:groupName"):
+            owner = "asg:" + inst_tags["aws:autoscaling:groupName"]
+        elif rec is None:
+            continue
+        units = (rec or {}).get("instances", {}).get(iid, {}).get("units", 1.0)
+        by_owner.setdefault(owner, {})[iid] = float(units)
+    handled: set[str] = set()
+    for owner, units_by_id in by_owner.items():
+        if owner.startswith("asg:"):  # state lost: the group's own tag names it
+            rec = {"api": "ASG", "fleetIds": [owner[4:]]}
+        else:
+            rec = dict(snapshot["requests"][owner])
+        module = apis.module_for(rec.get("api", "RunInstances"))
+        handled |= module.before_return(ctx, rec, units_by_id)
+        if "target" in rec and not owner.startswith("asg:"):
+            targets[owner] = rec["target"]
+    # Machines already returned before are still in ids: terminate them again (idempotent).
+    return handled
 
 
 def _mark_returned(st: dict[str, Any], rec: dict[str, Any], rid: str | None) -> None:

@@ -22,8 +22,23 @@ def make_moto_faithful() -> None:
 
     - RunInstances: EC2 launches up to MaxCount when it has the capacity; moto launches
       MinCount. We best-effort with MinCount 1, so without this moto would give one machine.
+    - DeleteFleets (TerminateInstances, as instant fleets require): EC2 deletes a fleet whose
+      instances are all terminated already; moto fails with "No instances specified".
     """
+    from moto.ec2.models.fleets import Fleet
     from moto.ec2.responses.instances import InstanceResponse
+
+    if not getattr(Fleet.terminate_instances, "_hf_faithful", False):
+        fleet_terminate = Fleet.terminate_instances
+
+        def terminate_instances(self: Any) -> None:
+            live = [r for r in self.spot_requests + self.on_demand_instances
+                    if _fleet_instance(r).state != "terminated"]
+            if live:
+                fleet_terminate(self)
+
+        terminate_instances._hf_faithful = True  # type: ignore[attr-defined]
+        Fleet.terminate_instances = terminate_instances  # type: ignore[method-assign]
 
     if getattr(InstanceResponse.run_instances, "_hf_faithful", False):
         return
@@ -40,6 +55,58 @@ def make_moto_faithful() -> None:
 
     run_instances._hf_faithful = True  # type: ignore[attr-defined]
     InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
+    _add_modify_fleet()
+    _tolerate_empty_spot_fleet_termination()
+
+
+def _tolerate_empty_spot_fleet_termination() -> None:
+    """CancelSpotFleetRequests(TerminateInstances=True) on a request whose instances are all
+    gone succeeds in EC2; moto fails it with 'No instances specified'."""
+    from moto.ec2.models.spot_requests import SpotFleetRequest
+
+    original = SpotFleetRequest.terminate_instances
+
+    def terminate_instances(self: Any) -> None:
+        try:
+            original(self)
+        except Exception as exc:  # moto's InvalidParameterCombination
+            if "No instances specified" not in str(exc):
+                raise
+
+    SpotFleetRequest.terminate_instances = terminate_instances  # type: ignore[method-assign]
+
+
+def _add_modify_fleet() -> None:
+    """moto has no ModifyFleet: give it one that changes the target like EC2 does.
+
+    Only the target changes; like EC2 with ExcessCapacityTerminationPolicy no-termination,
+    nothing running is terminated, and (moto has no fleet loop) nothing is replaced.
+    """
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.fleets import Fleets
+
+    def modify_fleet(self: Any) -> Any:
+        fleet_id = self._get_param("FleetId")
+        spec = self._get_param("TargetCapacitySpecification", {}) or {}
+        fleets = self.ec2_backend.describe_fleets([fleet_id])
+        if not fleets:
+            from moto.ec2.exceptions import InvalidParameterValueErrorUnknownAttribute
+
+            raise InvalidParameterValueErrorUnknownAttribute(f"fleet {fleet_id}")
+        fleet = fleets[0]
+        total = int(spec.get("TotalTargetCapacity", fleet.target_capacity))
+        fleet.target_capacity = total
+        fleet.target_capacity_specification = {**fleet.target_capacity_specification,
+                                               **{k: v for k, v in spec.items()},
+                                               "TotalTargetCapacity": total}
+        return ActionResult({"Return": True})
+
+    Fleets.modify_fleet = modify_fleet  # type: ignore[attr-defined]
+
+
+def _fleet_instance(req: Any) -> Any:
+    """moto keeps a fleet's spot requests as objects and its on-demand ones as dicts."""
+    return req["instance"] if isinstance(req, dict) else req.instance
 
 
 class CallCounter:

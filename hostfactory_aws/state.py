@@ -75,6 +75,10 @@ def _recover(path: str, exc: Exception) -> dict[str, Any]:
             data = json.load(fh)
         if isinstance(data, dict) and isinstance(data.get("requests"), dict):
             log.warning("state restored from %s.bak; AWS tags fill in anything newer", path)
+            # Put it in the file's place: else the next call finds no file and starts empty.
+            with contextlib.suppress(StateError):
+                _atomic_write(path, json.dumps(data, separators=(",", ":"), sort_keys=True)
+                              .encode("utf-8"), os.path.dirname(path) or ".")
             return data
     except (OSError, ValueError):
         pass

@@ -11,13 +11,15 @@ from typing import Any, Callable
 
 from . import tags as tagmod
 from .errors import ConfigError
-from .validate import coerce_numeric_strings, load_json_file, load_schema, schema_errors
+from .validate import checked, coerce_numeric_strings, load_json_file
 
 INT_FIELDS = {"maxNumber", "rootDeviceVolumeSize", "iops", "percentOnDemand",
               "spotFleetRequestExpiry", "priority"}
 FLOAT_FIELDS = frozenset({"maxSpotPrice"})
 ATTR_TYPES = ("String", "Numeric", "Boolean")
-SUPPORTED_APIS = {"RunInstances": {None}, "EC2Fleet": {"instant"}}
+SUPPORTED_APIS = {"RunInstances": {None}, "EC2Fleet": {"instant", "request", "maintain"},
+                  "SpotFleet": {"request", "maintain"}, "ASG": {None}}
+DEFAULT_EXPIRY_MINUTES = 30
 # Fields of the admin's template echoed back to HostFactory (userData is never echoed).
 ECHO_FIELDS = ("imageId", "vmType", "vmTypes", "subnetId", "priceType", "providerApi",
                "fleetType", "priority")
@@ -32,12 +34,14 @@ SPOT_ALLOCATION: AllocationMap = {
 ONDEMAND_ALLOCATION: AllocationMap = {"lowestPrice": "lowest-price", "prioritized": "prioritized"}
 
 
-def load_templates(path: str) -> list[dict[str, Any]]:
-    return parse_templates(load_json_file(path), path)
+def load_templates(path: str, cache: str | None = None) -> list[dict[str, Any]]:
+    return parse_templates(load_json_file(path), path, cache)
 
 
-def parse_templates(raw: Any, path: str) -> list[dict[str, Any]]:
+def parse_templates(raw: Any, path: str, cache: str | None = None) -> list[dict[str, Any]]:
     """Check the whole file and return normalised templates in file order.
+
+    ``cache``: the file remembering schema checks that passed (see validate.checked).
 
     All problems are reported at once, each as ``<file>: template '<id>': <field>: <what>``.
     """
@@ -50,7 +54,7 @@ def parse_templates(raw: Any, path: str) -> list[dict[str, Any]]:
         raw = {**raw, "templates": [coerce_numeric_strings(t, INT_FIELDS, FLOAT_FIELDS)
                                     if isinstance(t, dict) else t for t in items]}
     problems: list[str] = []
-    for where, msg in schema_errors(raw, load_schema("templates.schema.json")):
+    for where, msg in checked(raw, "templates.schema.json", cache):
         problems.append(f"{path}: {_where(raw, where)}{msg}")
     if problems:
         raise ConfigError("; ".join(problems))
@@ -108,10 +112,9 @@ def normalise(tpl: dict[str, Any], conf_dir: str) -> dict[str, Any]:
         fleet_type = fleet_type or ("instant" if api == "EC2Fleet" else "request")
     elif fleet_type:
         raise ConfigError(f"fleetType: only for EC2Fleet and SpotFleet, not {api}")
-    if api not in SUPPORTED_APIS or fleet_type not in SUPPORTED_APIS[api]:
-        what = f"providerApi '{api}'" + (f" with fleetType '{fleet_type}'" if fleet_type else "")
-        raise ConfigError(f"providerApi: {what} is not supported by this version; "
-                          "use RunInstances or EC2Fleet with fleetType instant")
+    if fleet_type not in SUPPORTED_APIS[api]:
+        raise ConfigError(f"fleetType: '{fleet_type}' is not a fleet type of {api} "
+                          f"(one of {', '.join(sorted(SUPPORTED_APIS[api] - {None}))})")
     price = t.get("priceType", "ondemand")
     if api == "RunInstances":
         if len(weights) > 1 or weighted:
@@ -122,6 +125,11 @@ def normalise(tpl: dict[str, Any], conf_dir: str) -> dict[str, Any]:
                               "RunInstances cannot mix spot and on-demand")
     if api == "SpotFleet" and "fleetRole" not in t:
         raise ConfigError("fleetRole: required for providerApi SpotFleet")
+    if "fleetRole" in t and api != "SpotFleet":
+        raise ConfigError(f"fleetRole: only for providerApi SpotFleet, not {api}")
+    if "spotFleetRequestExpiry" in t and (api == "RunInstances" or fleet_type == "instant"):
+        raise ConfigError("spotFleetRequestExpiry: only for request/maintain fleets and ASG; "
+                          f"{api}{' instant' if fleet_type else ''} answers at once")
     if "percentOnDemand" in t and price != "heterogeneous":
         raise ConfigError("percentOnDemand: only with priceType heterogeneous")
     if "maxSpotPrice" in t and price == "ondemand":
@@ -156,6 +164,7 @@ def normalise(tpl: dict[str, Any], conf_dir: str) -> dict[str, Any]:
     t["fleetType"] = fleet_type
     t["priceType"] = price
     t["instanceTagsMap"] = instance_tags
+    t["spotFleetRequestExpiry"] = t.get("spotFleetRequestExpiry", DEFAULT_EXPIRY_MINUTES)
     if "allocationStrategy" in t:
         t["allocationStrategy"] = SPOT_ALLOCATION.get(t["allocationStrategy"],
                                                       t["allocationStrategy"])

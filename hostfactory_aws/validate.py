@@ -33,6 +33,53 @@ def load_schema(name: str) -> dict[str, Any]:
         return json.load(fh)
 
 
+def checked(data: Any, schema_name: str,
+            cache_path: str | None = None) -> list[tuple[list[Any], str]]:
+    """schema_errors against one of our schemas, skipped when this exact check passed before.
+
+    Importing jsonschema costs more than the rest of a getAvailableTemplates call, and
+    HostFactory calls the scripts every few seconds with files that rarely change. The key
+    is a SHA-256 of the schema file and of the very document being checked, so any change to
+    either is checked in full, exactly as strictly; only passes are remembered.
+    """
+    with open(os.path.join(SCHEMA_DIR, schema_name), "rb") as fh:
+        schema_bytes = fh.read()
+    key = ""
+    if cache_path:
+        from hashlib import sha256
+
+        doc = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        key = sha256(schema_bytes + b"\0" + doc.encode("utf-8")).hexdigest()
+        if key in _passed(cache_path):
+            return []
+    errors = schema_errors(data, json.loads(schema_bytes))
+    if not errors and key:
+        _remember(cache_path, key)  # type: ignore[arg-type]
+    return errors
+
+
+VALIDATED_KEEP = 16  # remembered passes: config and templates, a few edits back
+
+
+def _passed(cache_path: str) -> list[str]:
+    try:
+        with open(cache_path, encoding="utf-8") as fh:
+            keys = json.load(fh).get("sha256", [])
+        return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _remember(cache_path: str, key: str) -> None:
+    """Best effort: a cache that cannot be written only means checking again next time."""
+    from .errors import StateError
+    from .state import write_json_atomic
+
+    keys = [k for k in _passed(cache_path) if k != key][-(VALIDATED_KEEP - 1):] + [key]
+    with contextlib.suppress(OSError, StateError):
+        write_json_atomic(cache_path, {"sha256": keys})
+
+
 def schema_errors(data: Any, schema: dict[str, Any]) -> list[tuple[list[Any], str]]:
     """All schema violations as (path, readable message), most specific first."""
     import jsonschema  # lazy: only when a file has changed since it was last validated

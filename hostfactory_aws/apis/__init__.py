@@ -1,29 +1,42 @@
 """One module per AWS provisioning API, behind the same small interface.
 
-Each module has:
-  launch(ctx, t, request_id, units, tags) -> Launch   (raises AwsError if nothing launched)
-  cleanup(ctx, record) -> None   (remove fleets/groups/templates once no machine is left)
+Every module has:
+  launch(ctx, t, request_id, units, tags) -> Launch   raises AwsError if nothing started
+  describe(ctx, recs) -> {request id: Progress}         batched: one call per 100 resources
+  settle(ctx, rec, running_units) -> None               request ended: launch nothing more
+  before_return(ctx, rec, units_by_id) -> set[str]      make the API let go of these machines
+                                                        (ids it terminated itself)
+  cleanup(ctx, rec) -> None                             last machine gone: remove resources
 A Launch is a plain dict: {"instances": {id: {"units", "name", "type"}}, "fleetIds": [...],
-"errors": ["Code: message"], "launchTemplateId": str | None}.
+"errors": ["Code: message"], "launchTemplateId": id we created or None, "target": units}.
+A Progress is {"active": bool (may still launch more), "errors": [...]}.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from .. import ec2_info, launch_spec
+from .. import tags as tagmod
 from ..context import Context
+from ..errors import AwsError
 
-MODULES = {"RunInstances": "run_instances", "EC2Fleet": "ec2_fleet"}
+log = logging.getLogger(__name__)
+MODULES = {"RunInstances": "run_instances", "EC2Fleet": "ec2_fleet",
+           "SpotFleet": "spot_fleet", "ASG": "asg"}
 
 
 def module_for(api: str) -> Any:
-    return importlib.import_module(f"{__name__}.{MODULES[api]}")
+    """The module of one API; a record rebuilt from tags alone (api unknown) gets
+    RunInstances', whose release and cleanup leave everything to instance termination."""
+    return importlib.import_module(f"{__name__}.{MODULES.get(api, 'run_instances')}")
 
 
-def new_launch() -> dict[str, Any]:
-    return {"instances": {}, "fleetIds": [], "errors": [], "launchTemplateId": None}
+def new_launch(target: int = 0) -> dict[str, Any]:
+    return {"instances": {}, "fleetIds": [], "errors": [], "launchTemplateId": None,
+            "target": target}
 
 
 def prepare(ctx: Context, t: dict[str, Any], tags: dict[str, str]) -> tuple[dict, str | None]:
@@ -38,3 +51,62 @@ def prepare(ctx: Context, t: dict[str, Any], tags: dict[str, str]) -> tuple[dict
                                          ec2_info.cache_file(ctx.work_dir, "images.json"))
     common = launch_spec.instance_common(t, image, root, launch_spec.resource_tags(t, tags))
     return common, launch_spec.user_data(t)
+
+
+def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
+                    tags: dict[str, str]) -> tuple[dict[str, str], str | None]:
+    """(LaunchTemplateSpecification, id of the template we created or None).
+
+    The admin's own launchTemplateId is used as is and never deleted. Otherwise one is made
+    per request, named after it and idempotent by ClientToken, tagged like everything else;
+    its TagSpecifications tag the fleet's instances and volumes at creation.
+    """
+    if t.get("launchTemplateId"):
+        return launch_spec.launch_template_ref(t), None
+    common, data = prepare(ctx, t, tags)
+    try:
+        resp = ctx.aws.call(
+            "ec2", "CreateLaunchTemplate", LaunchTemplateName=f"hf-{request_id}",
+            ClientToken=f"{request_id}-lt",
+            LaunchTemplateData=launch_spec.launch_template_data(t, common, data),
+            TagSpecifications=tagmod.tag_specs(["launch-template"],
+                                               launch_spec.resource_tags(t, tags)))
+        lt_id = resp["LaunchTemplate"]["LaunchTemplateId"]
+    except AwsError as exc:
+        if exc.code != "InvalidLaunchTemplateName.AlreadyExistsException":
+            raise
+        # A retry of this very request (same name): reuse what the first attempt made.
+        resp = ctx.aws.call("ec2", "DescribeLaunchTemplates",
+                            LaunchTemplateNames=[f"hf-{request_id}"])
+        lt_id = resp["LaunchTemplates"][0]["LaunchTemplateId"]
+    return {"LaunchTemplateId": lt_id, "Version": "$Latest"}, lt_id
+
+
+def delete_launch_template(ctx: Context, lt_id: str | None) -> None:
+    if not lt_id:
+        return
+    try:
+        ctx.aws.call("ec2", "DeleteLaunchTemplate", LaunchTemplateId=lt_id)
+    except AwsError as exc:
+        if exc.kind != "not_found":
+            raise
+
+
+def weights_units(weights: dict[str, float], itype: str | None) -> float:
+    return float(weights.get(itype or "", 1.0)) if weights else 1.0
+
+
+def expiry(t: dict[str, Any], now: float) -> float:
+    return now + 60 * float(t["spotFleetRequestExpiry"])
+
+
+def iso(epoch: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def no_progress(recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For APIs that answer at once: nothing more will come."""
+    return {rid: {"active": False, "errors": []} for rid in recs}

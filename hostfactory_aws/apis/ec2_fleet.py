@@ -1,87 +1,146 @@
-"""EC2 Fleet, type instant: one synchronous CreateFleet over a launch template.
+"""EC2 Fleet: instant (synchronous), request and maintain (asynchronous).
 
-Overrides are instance types x subnets with their weights; the fleet and its instances are
-tagged at creation. The launch template we make for the call is deleted as soon as the
-instant fleet has answered (an instant fleet never launches again).
+Overrides are instance types x subnets with their weights. An instant fleet answers with
+its instances, so the launch template made for it is deleted at once. Request and maintain
+fleets launch later, tagging instances through the launch template, which therefore lives
+until the fleet is deleted. A maintain fleet's target is lowered BEFORE returned machines are
+terminated, with no-termination as excess policy, so EC2 neither replaces them nor picks
+other victims.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 from .. import launch_spec
 from .. import tags as tagmod
+from ..aws import classify
 from ..context import Context
 from ..errors import AwsError
-from . import new_launch, prepare
+from . import delete_launch_template, expiry, iso, launch_template, new_launch, weights_units
 
 log = logging.getLogger(__name__)
+ACTIVE_STATES = ("submitted", "active", "modifying")
+DESCRIBE_BATCH = 100
+DELETE_BATCH = {"instant": 25, "request": 100, "maintain": 100}
 
 
 def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
            tags: dict[str, str]) -> dict[str, Any]:
-    aws = ctx.aws
-    result = new_launch()
+    fleet_type = t["fleetType"]
+    result = new_launch(units)
     all_tags = launch_spec.resource_tags(t, tags)
-    created_lt = None
-    if t.get("launchTemplateId"):
-        lt_ref = launch_spec.launch_template_ref(t)
-    else:
-        common, data = prepare(ctx, t, tags)
-        resp = aws.call(
-            "ec2", "CreateLaunchTemplate", LaunchTemplateName=f"hf-{request_id}",
-            ClientToken=f"{request_id}-lt",
-            LaunchTemplateData=launch_spec.launch_template_data(t, common, data),
-            TagSpecifications=tagmod.tag_specs(["launch-template"], all_tags))
-        created_lt = resp["LaunchTemplate"]["LaunchTemplateId"]
-        lt_ref = {"LaunchTemplateId": created_lt, "Version": "$Latest"}
+    lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
     params: dict[str, Any] = {
-        "Type": "instant",
+        "Type": fleet_type,
         "ClientToken": request_id,
         "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
                                    "Overrides": launch_spec.fleet_overrides(t)}],
         "TargetCapacitySpecification": launch_spec.capacity_split(t, units),
-        "TagSpecifications": tagmod.tag_specs(["fleet", "instance"], all_tags),
         "SpotOptions": {"AllocationStrategy": t.get("allocationStrategy",
                                                     "price-capacity-optimized")},
         "OnDemandOptions": {"AllocationStrategy": t.get("allocationStrategyOnDemand",
                                                         "lowest-price")},
     }
+    if fleet_type == "instant":
+        params["TagSpecifications"] = tagmod.tag_specs(["fleet", "instance"], all_tags)
+    else:
+        params["TagSpecifications"] = tagmod.tag_specs(["fleet"], all_tags)
+        params["ValidUntil"] = iso(expiry(t, time.time()))
+        params["TerminateInstancesWithExpiration"] = False
+        params["ExcessCapacityTerminationPolicy"] = "no-termination"
+        if fleet_type == "maintain":
+            params["ReplaceUnhealthyInstances"] = False
     try:
-        resp = aws.call("ec2", "CreateFleet", **params)
-    finally:
-        if created_lt:
-            _delete_launch_template(ctx, created_lt)
+        resp = ctx.aws.call("ec2", "CreateFleet", **params)
+    except AwsError:
+        delete_launch_template(ctx, created_lt)
+        raise
     result["fleetIds"] = [resp["FleetId"]] if resp.get("FleetId") else []
-    weights = t["vmTypes"]
+    for err in resp.get("Errors", []):
+        result["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
+    if fleet_type != "instant":
+        result["launchTemplateId"] = created_lt
+        return result
+    delete_launch_template(ctx, created_lt)  # an instant fleet never launches again
     for group in resp.get("Instances", []):
         itype = group.get("InstanceType")
         for iid in group.get("InstanceIds", []):
-            result["instances"][iid] = {"units": float(weights.get(itype, 1.0)) if weights
-                                        else 1.0, "name": "", "type": itype}
-    for err in resp.get("Errors", []):
-        result["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
+            result["instances"][iid] = {"units": weights_units(t["vmTypes"], itype),
+                                        "name": "", "type": itype}
     if not result["instances"]:
-        cleanup(ctx, result)
+        cleanup(ctx, {**result, "fleetType": "instant"})
         first = (resp.get("Errors") or [{}])[0]
         code = first.get("ErrorCode") or "UnfulfillableCapacity"
-        from ..aws import classify
-
         raise AwsError("CreateFleet", code, first.get("ErrorMessage") or
                        "the instant fleet launched no instances", classify(code))
     return result
 
 
-def _delete_launch_template(ctx: Context, lt_id: str) -> None:
-    try:
-        ctx.aws.call("ec2", "DeleteLaunchTemplate", LaunchTemplateId=lt_id)
-    except AwsError as exc:  # tagged with the request id: found and removed later
-        log.warning("could not delete launch template %s: %s", lt_id, exc)
+def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Fleet state of every asynchronous fleet asked about, 100 fleets per call."""
+    out = {rid: {"active": False, "errors": []} for rid in recs}
+    owner = {fid: rid for rid, rec in recs.items() if rec.get("fleetType") != "instant"
+             for fid in rec.get("fleetIds", [])}
+    ids = sorted(owner)
+    for i in range(0, len(ids), DESCRIBE_BATCH):
+        resp = ctx.aws.call("ec2", "DescribeFleets", FleetIds=ids[i:i + DESCRIBE_BATCH])
+        for fleet in resp.get("Fleets", []):
+            rid = owner.get(fleet["FleetId"])
+            if rid is None:
+                continue
+            state, activity = fleet.get("FleetState"), fleet.get("ActivityStatus")
+            out[rid]["active"] = state in ACTIVE_STATES and activity != "error"
+            for err in fleet.get("Errors") or []:
+                out[rid]["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
+            if activity == "error" or state == "failed":
+                out[rid]["errors"].append(f"fleet {fleet['FleetId']} is {state}, activity "
+                                          f"{activity}")
+    return out
 
 
-def cleanup(ctx: Context, record: dict[str, Any]) -> None:
-    """Delete the instant fleet(s) once none of their machines is left (25 per call)."""
-    ids = record.get("fleetIds") or []
-    for i in range(0, len(ids), 25):
-        ctx.aws.call("ec2", "DeleteFleets", FleetIds=ids[i:i + 25], TerminateInstances=True)
+def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
+    """The request ended: a request fleet stops trying, a maintain fleet holds what runs."""
+    ftype = rec.get("fleetType")
+    if ftype == "request":
+        _delete(ctx, rec, terminate=False)
+    elif ftype == "maintain" and running_units < rec.get("target", 0):
+        _modify(ctx, rec, math.ceil(running_units))
+
+
+def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
+    """Maintain fleets: lower the target first, so the returned machines are not replaced."""
+    if rec.get("fleetType") == "maintain" and units_by_id:
+        _modify(ctx, rec, max(0, math.ceil(rec.get("target", 0) - sum(units_by_id.values()))))
+    return set()
+
+
+def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
+    on_demand = min(target, math.ceil(target * rec.get("onDemandShare", 0.0)))
+    spec = {"TotalTargetCapacity": target, "OnDemandTargetCapacity": on_demand,
+            "SpotTargetCapacity": target - on_demand}
+    for fid in rec.get("fleetIds", []):
+        ctx.aws.call("ec2", "ModifyFleet", FleetId=fid, TargetCapacitySpecification=spec,
+                     ExcessCapacityTerminationPolicy="no-termination")
+    rec["target"] = target
+
+
+def _delete(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
+    ids = rec.get("fleetIds") or []
+    size = DELETE_BATCH.get(rec.get("fleetType") or "instant", 25)
+    for i in range(0, len(ids), size):
+        resp = ctx.aws.call("ec2", "DeleteFleets", FleetIds=ids[i:i + size],
+                            TerminateInstances=terminate)
+        for bad in resp.get("UnsuccessfulFleetDeletions", []):
+            err = bad.get("Error", {})
+            if err.get("Code") not in ("fleetIdDoesNotExist", "fleetNotInDeletableState"):
+                log.warning("DeleteFleets %s: %s", bad.get("FleetId"), err)
+
+
+def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
+    """Last machine gone: delete the fleet(s), then the launch template we made."""
+    _delete(ctx, rec, terminate=True)
+    delete_launch_template(ctx, rec.get("launchTemplateId"))

@@ -13,7 +13,7 @@ from typing import Any
 from .. import launch_spec, machines
 from ..context import Context
 from ..errors import AwsError
-from . import new_launch, prepare
+from . import new_launch, no_progress, prepare
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -22,7 +22,7 @@ BATCH = 500
 def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
            tags: dict[str, str]) -> dict[str, Any]:
     common, data = prepare(ctx, t, tags)
-    result = new_launch()
+    result = new_launch(units)
     subnets = t["subnetIds"] or [None]
     remaining, batch, subnet_i = units, 0, 0
     last_error: AwsError | None = None
@@ -54,5 +54,17 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     return result
 
 
-def cleanup(ctx: Context, record: dict[str, Any]) -> None:
+def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return no_progress(recs)
+
+
+def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
+    """Nothing launches after the call returned."""
+
+
+def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
+    return set()
+
+
+def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
     """RunInstances leaves nothing behind but the instances themselves."""

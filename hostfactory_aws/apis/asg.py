@@ -1,0 +1,151 @@
+"""Auto Scaling groups: one group per request, named ``hf-<request id>``.
+
+One group per request keeps a request's machines, its capacity and its cleanup together, and
+makes a partial return touch nothing else. Several instance types (or weights) use a
+MixedInstancesPolicy; subnets become VPCZoneIdentifier. Returns go through
+TerminateInstanceInAutoScalingGroup with decrement, once per instance: its lifecycle state is
+checked first, so a retried return never decrements twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from .. import launch_spec
+from ..context import Context
+from ..errors import AwsError
+from . import delete_launch_template, launch_template, new_launch
+
+log = logging.getLogger(__name__)
+NAMES_PER_CALL = 100   # DescribeAutoScalingGroups
+IDS_PER_CALL = 50      # DescribeAutoScalingInstances
+GONE = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated")
+
+
+def group_name(request_id: str) -> str:
+    return f"hf-{request_id}"
+
+
+def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
+           tags: dict[str, str]) -> dict[str, Any]:
+    result = new_launch(units)
+    name = group_name(request_id)
+    lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
+    params: dict[str, Any] = {
+        "AutoScalingGroupName": name, "MinSize": 0, "MaxSize": units,
+        "DesiredCapacity": units,
+        "Tags": [{"Key": k, "Value": v, "PropagateAtLaunch": False, "ResourceId": name,
+                  "ResourceType": "auto-scaling-group"}
+                 for k, v in launch_spec.resource_tags(t, tags).items()],
+    }
+    if t["subnetIds"]:
+        params["VPCZoneIdentifier"] = ",".join(t["subnetIds"])
+    if t["vmTypes"]:  # instance types (and weights, spot share) live in the policy
+        params["MixedInstancesPolicy"] = _mixed_policy(t, lt_ref)
+        if any(w != 1 for w in t["vmTypes"].values()):
+            params["DesiredCapacityType"] = "units"
+    else:  # the admin's launch template names the type
+        params["LaunchTemplate"] = lt_ref
+    try:
+        ctx.aws.call("autoscaling", "CreateAutoScalingGroup", **params)
+    except AwsError as exc:
+        if exc.code != "AlreadyExists":  # a retry of this request: the group is ours
+            delete_launch_template(ctx, created_lt)
+            raise
+    result["fleetIds"] = [name]
+    result["launchTemplateId"] = created_lt
+    return result
+
+
+def _mixed_policy(t: dict[str, Any], lt_ref: dict[str, str]) -> dict[str, Any]:
+    overrides = [{"InstanceType": it, "WeightedCapacity": str(int(w)) if float(w).is_integer()
+                  else str(w)} for it, w in t["vmTypes"].items()]
+    dist: dict[str, Any] = {
+        "OnDemandBaseCapacity": 0,
+        "OnDemandPercentageAboveBaseCapacity": round(100 * launch_spec.on_demand_share(t)),
+        "SpotAllocationStrategy": t.get("allocationStrategy", "price-capacity-optimized"),
+        "OnDemandAllocationStrategy": t.get("allocationStrategyOnDemand", "lowest-price"),
+    }
+    if "maxSpotPrice" in t:
+        dist["SpotMaxPrice"] = launch_spec.price(t["maxSpotPrice"])
+    policy: dict[str, Any] = {"LaunchTemplate": {"LaunchTemplateSpecification": lt_ref},
+                              "InstancesDistribution": dist}
+    if overrides:
+        policy["LaunchTemplate"]["Overrides"] = overrides
+    return policy
+
+
+def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Group state for every request asked about, 100 groups per call.
+
+    Groups short of their desired capacity also get their latest scaling activity, which is
+    where EC2's refusal (capacity, bad parameters) is written.
+    """
+    out = {rid: {"active": False, "errors": []} for rid in recs}
+    owner = {name: rid for rid, rec in recs.items() for name in rec.get("fleetIds", [])}
+    names = sorted(owner)
+    short = []
+    for i in range(0, len(names), NAMES_PER_CALL):
+        for page in ctx.aws.paginate("autoscaling", "DescribeAutoScalingGroups",
+                                     AutoScalingGroupNames=names[i:i + NAMES_PER_CALL],
+                                     MaxRecords=100):
+            for group in page.get("AutoScalingGroups", []):
+                rid = owner.get(group["AutoScalingGroupName"])
+                if rid is None:
+                    continue
+                deleting = group.get("Status") == "Delete in progress"
+                in_service = [x for x in group.get("Instances", [])
+                              if x.get("LifecycleState") not in GONE]
+                active = not deleting and len(in_service) < group.get("DesiredCapacity", 0)
+                out[rid]["active"] = active
+                if active:
+                    short.append((rid, group["AutoScalingGroupName"]))
+    for rid, name in short:
+        resp = ctx.aws.call("autoscaling", "DescribeScalingActivities",
+                            AutoScalingGroupName=name, MaxRecords=5)
+        for act in resp.get("Activities", []):
+            if act.get("StatusCode") in ("Failed", "Cancelled"):
+                out[rid]["errors"].append(f"{act.get('StatusCode')}: "
+                                          f"{act.get('StatusMessage') or act.get('Description')}")
+                break
+    return out
+
+
+def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
+    """The request ended: shrink the group to what runs, so it launches nothing more."""
+    size = math.ceil(running_units)
+    for name in rec.get("fleetIds", []):
+        ctx.aws.call("autoscaling", "UpdateAutoScalingGroup", AutoScalingGroupName=name,
+                     MinSize=0, MaxSize=size, DesiredCapacity=size)
+    rec["target"] = size
+
+
+def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
+    """Terminate each instance through its group with decrement; returns the ids handled."""
+    ids = sorted(units_by_id)
+    handled: set[str] = set()
+    for i in range(0, len(ids), IDS_PER_CALL):
+        resp = ctx.aws.call("autoscaling", "DescribeAutoScalingInstances",
+                            InstanceIds=ids[i:i + IDS_PER_CALL])
+        for inst in resp.get("AutoScalingInstances", []):
+            iid = inst["InstanceId"]
+            handled.add(iid)
+            if inst.get("LifecycleState") in GONE:
+                continue  # already on its way out: a second decrement would shrink others
+            ctx.aws.call("autoscaling", "TerminateInstanceInAutoScalingGroup",
+                         InstanceId=iid, ShouldDecrementDesiredCapacity=True)
+    return handled
+
+
+def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
+    for name in rec.get("fleetIds", []):
+        try:
+            ctx.aws.call("autoscaling", "DeleteAutoScalingGroup", AutoScalingGroupName=name,
+                         ForceDelete=True)
+        except AwsError as exc:
+            if "not found" not in exc.aws_message.lower() and exc.kind != "not_found":
+                raise
+    delete_launch_template(ctx, rec.get("launchTemplateId"))
+

@@ -1,0 +1,128 @@
+"""Spot Fleet (RequestSpotFleet), types request and maintain.
+
+Same shape as EC2 Fleet's asynchronous types: instances are tagged at creation through the
+launch template, the request itself through TagSpecifications; a maintain request's target
+is lowered before returned machines are terminated; the last machine gone cancels the
+request and deletes the launch template.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from .. import launch_spec
+from .. import tags as tagmod
+from ..context import Context
+from ..errors import AwsError
+from . import delete_launch_template, expiry, iso, launch_template, new_launch
+
+log = logging.getLogger(__name__)
+# Spot Fleet spells allocation strategies in camelCase; templates are normalised to EC2
+# Fleet's hyphenated spelling.
+ALLOCATION = {"lowest-price": "lowestPrice", "diversified": "diversified",
+              "capacity-optimized": "capacityOptimized",
+              "capacity-optimized-prioritized": "capacityOptimizedPrioritized",
+              "price-capacity-optimized": "priceCapacityOptimized"}
+ON_DEMAND_ALLOCATION = {"lowest-price": "lowestPrice", "prioritized": "prioritized"}
+ACTIVE_STATES = ("submitted", "active", "modifying")
+BATCH = 100
+
+
+def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
+           tags: dict[str, str]) -> dict[str, Any]:
+    result = new_launch(units)
+    all_tags = launch_spec.resource_tags(t, tags)
+    lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
+    split = launch_spec.capacity_split(t, units)
+    overrides = launch_spec.fleet_overrides(t)
+    for o in overrides:  # Spot Fleet names the per-override price SpotPrice
+        if "MaxPrice" in o:
+            o["SpotPrice"] = o.pop("MaxPrice")
+    config: dict[str, Any] = {
+        "IamFleetRole": t["fleetRole"],
+        "TargetCapacity": units,
+        "OnDemandTargetCapacity": split.get("OnDemandTargetCapacity", 0),
+        "Type": t["fleetType"],
+        "AllocationStrategy": ALLOCATION[t.get("allocationStrategy",
+                                               "price-capacity-optimized")],
+        "OnDemandAllocationStrategy": ON_DEMAND_ALLOCATION[
+            t.get("allocationStrategyOnDemand", "lowest-price")],
+        "ValidUntil": iso(expiry(t, time.time())),
+        "TerminateInstancesWithExpiration": False,
+        "ExcessCapacityTerminationPolicy": "noTermination",
+        "ReplaceUnhealthyInstances": False,
+        "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
+                                   "Overrides": overrides}],
+        "TagSpecifications": tagmod.tag_specs(["spot-fleet-request"], all_tags),
+        "ClientToken": request_id,
+    }
+    if "maxSpotPrice" in t:
+        config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
+    try:
+        resp = ctx.aws.call("ec2", "RequestSpotFleet", SpotFleetRequestConfig=config)
+    except AwsError:
+        delete_launch_template(ctx, created_lt)
+        raise
+    result["fleetIds"] = [resp["SpotFleetRequestId"]]
+    result["launchTemplateId"] = created_lt
+    return result
+
+
+def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {rid: {"active": False, "errors": []} for rid in recs}
+    owner = {fid: rid for rid, rec in recs.items() for fid in rec.get("fleetIds", [])}
+    ids = sorted(owner)
+    for i in range(0, len(ids), BATCH):
+        for page in ctx.aws.paginate("ec2", "DescribeSpotFleetRequests",
+                                     SpotFleetRequestIds=ids[i:i + BATCH]):
+            for cfg in page.get("SpotFleetRequestConfigs", []):
+                rid = owner.get(cfg["SpotFleetRequestId"])
+                if rid is None:
+                    continue
+                state, activity = cfg.get("SpotFleetRequestState"), cfg.get("ActivityStatus")
+                out[rid]["active"] = state in ACTIVE_STATES and activity != "error"
+                if activity == "error" or state == "failed":
+                    out[rid]["errors"].append(
+                        f"spot fleet request {cfg['SpotFleetRequestId']} is {state}, activity "
+                        f"{activity}")
+    return out
+
+
+def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
+    if rec.get("fleetType") == "request":
+        _cancel(ctx, rec, terminate=False)
+    elif rec.get("fleetType") == "maintain" and running_units < rec.get("target", 0):
+        _modify(ctx, rec, math.ceil(running_units))
+
+
+def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
+    if rec.get("fleetType") == "maintain" and units_by_id:
+        _modify(ctx, rec, max(0, math.ceil(rec.get("target", 0) - sum(units_by_id.values()))))
+    return set()
+
+
+def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
+    on_demand = min(target, math.ceil(target * rec.get("onDemandShare", 0.0)))
+    for fid in rec.get("fleetIds", []):
+        ctx.aws.call("ec2", "ModifySpotFleetRequest", SpotFleetRequestId=fid,
+                     TargetCapacity=target, OnDemandTargetCapacity=on_demand,
+                     ExcessCapacityTerminationPolicy="noTermination")
+    rec["target"] = target
+
+
+def _cancel(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
+    ids = rec.get("fleetIds") or []
+    for i in range(0, len(ids), BATCH):
+        resp = ctx.aws.call("ec2", "CancelSpotFleetRequests",
+                            SpotFleetRequestIds=ids[i:i + BATCH], TerminateInstances=terminate)
+        for bad in resp.get("UnsuccessfulFleetRequests", []):
+            log.warning("CancelSpotFleetRequests %s: %s", bad.get("SpotFleetRequestId"),
+                        bad.get("Error"))
+
+
+def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
+    _cancel(ctx, rec, terminate=True)
+    delete_launch_template(ctx, rec.get("launchTemplateId"))

@@ -1,0 +1,261 @@
+"""``hostfactory-aws doctor``: what the plugin sees on this host, and whether it can work.
+
+Every check is one line, OK or FAIL, and a FAIL says what to fix. It reports where the
+directories and files came from (which environment variable, or the default), because the
+commonest mistake is a plugin reading a different config than the admin edited.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import AwsError, HostFactoryError
+
+OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
+ENV_PREFIXES = ("HF_", "PRO_")
+ENV_NAMES = ("PROVIDER_NAME", "LSF_ENVDIR", "LSF_TOP", "EGO_TOP", "EGO_CONFDIR",
+             "HOSTFACTORY_AWS_PYTHON", "AWS_PROFILE", "AWS_REGION",
+             "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE",
+             "AWS_SHARED_CREDENTIALS_FILE", "HTTPS_PROXY", "https_proxy")
+SECRET_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+MIN_PYTHON = (3, 9)
+
+
+@dataclass
+class Line:
+    """One check: its status, what was checked, what was found, and what to do if FAIL."""
+
+    status: str
+    check: str
+    detail: str
+    fix: str = ""
+
+    def text(self) -> str:
+        out = f"{self.status:<4} {self.check}: {self.detail}"
+        return out + (f" -> fix: {self.fix}" if self.fix else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run(env: dict[str, str] | None = None) -> list[Line]:
+    """All checks, in the order an admin would fix them."""
+    from .context import resolve
+
+    env = dict(os.environ if env is None else env)
+    lines: list[Line] = []
+    try:
+        ctx = resolve(env)
+    except HostFactoryError as exc:
+        lines.append(Line(FAIL, "provider", str(exc), "fix the provider name variable"))
+        return lines + _software()
+    why = ctx.why
+    lines.append(Line(OK, "provider", f"'{ctx.provider}' (from {why['provider']}), mode "
+                      f"{ctx.mode}, memory attribute '{ctx.mem_key}'"))
+    lines.append(_environment(env, ctx.mode))
+    lines.append(_conf_dir(ctx.conf_dir, why["conf_dir"]))
+    config = _config(ctx, lines)
+    _templates(ctx, lines)
+    lines.append(_writable("work dir", ctx.work_dir, why["work_dir"], "HF_PROVIDER_WORKDIR"
+                           if ctx.mode != "lsf" else "PRO_DATA_DIR"))
+    lines.append(_writable("log dir", ctx.log_dir, why["log_dir"], "HF_PROVIDER_LOGDIR"
+                           if ctx.mode != "lsf" else "PRO_LSF_LOGDIR"))
+    lines.append(_state(ctx))
+    lines += _software()
+    lines += _aws(ctx, config)
+    return lines
+
+
+def _environment(env: dict[str, str], mode: str) -> Line:
+    seen = sorted(k for k in env if k.startswith(ENV_PREFIXES) or k in ENV_NAMES)
+    shown = [f"{k}={env[k]}" for k in seen]
+    shown += [f"{k}=(set)" for k in SECRET_NAMES if env.get(k)]
+    if not shown:
+        return Line(OK, "environment", "no HostFactory or LSF variables: standalone mode, "
+                    "the plugin's own conf/, work/ and log/ are used")
+    note = ""
+    if mode == "symphony" and any(k.startswith("PRO_") for k in seen):
+        note = " (HF_* variables win over PRO_*)"
+    return Line(OK, "environment", ", ".join(shown) + note)
+
+
+def _conf_dir(path: str, why: str) -> Line:
+    if os.path.isdir(path):
+        return Line(OK, "conf dir", f"{path} (from {why})")
+    return Line(FAIL, "conf dir", f"{path} (from {why}) does not exist",
+                "create it with awsprov_config.json and awsprov_templates.json in it, or "
+                "point HF_PROVIDER_CONFDIR (PRO_CONF_DIR for LSF) at the right place")
+
+
+def _config(ctx: Any, lines: list[Line]) -> dict[str, Any] | None:
+    from .config import load_config
+
+    where = f"{ctx.config_path} ({ctx.why['config']})"
+    try:
+        config = load_config(ctx.config_path)
+    except HostFactoryError as exc:
+        lines.append(Line(FAIL, "config file", f"{where}: {_strip(str(exc), ctx.config_path)}",
+                          "correct the file (hostfactory-aws validate lists every problem)"))
+        return None
+    ctx._config = config
+    lines.append(Line(OK, "config file", f"{where}: valid"))
+    return config
+
+
+def _templates(ctx: Any, lines: list[Line]) -> None:
+    from .templates import load_templates
+
+    where = f"{ctx.templates_path} ({ctx.why['templates']})"
+    try:
+        templates = load_templates(ctx.templates_path)
+    except HostFactoryError as exc:
+        lines.append(Line(FAIL, "templates file",
+                          f"{where}: {_strip(str(exc), ctx.templates_path)}",
+                          "correct the file (hostfactory-aws validate lists every problem)"))
+        return
+    ids = ", ".join(t["templateId"] for t in templates) or "none"
+    status = OK if templates else FAIL
+    lines.append(Line(status, "templates file", f"{where}: {len(templates)} templates ({ids})",
+                      "" if templates else "add at least one template"))
+
+
+def _strip(message: str, path: str) -> str:
+    """The problems without the file name repeated in front of each."""
+    return message.replace(f"{path}: ", "")
+
+
+def _writable(name: str, path: str, why: str, variable: str) -> Line:
+    """Create and delete a file there, as every call does with the state and log files."""
+    where = f"{path} (from {why})"
+    fix = f"make it writable by user {_user()}, or set {variable} to a writable directory"
+    created = not os.path.isdir(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".doctor-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return Line(FAIL, name, f"{where}: not writable: {exc.strerror or exc}", fix)
+    return Line(OK, name, f"{where}: writable" + (" (created now)" if created else ""))
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())
+
+
+def _state(ctx: Any) -> Line:
+    import json
+
+    path = ctx.state_path
+    if not os.path.exists(path):
+        return Line(OK, "state file", f"{path}: none yet (the first requestMachines makes it)")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        reqs = data["requests"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Line(FAIL, "state file", f"{path}: unreadable: {exc}",
+                    "the next call moves it aside and restores the .bak copy; check the disk")
+    open_ = sum(1 for r in reqs.values() if r.get("endedAt") is None)
+    return Line(OK, "state file", f"{path}: {len(reqs)} requests, {open_} open")
+
+
+def _software() -> list[Line]:
+    out = []
+    ver = sys.version.split()[0]
+    if sys.version_info[:2] >= MIN_PYTHON:
+        out.append(Line(OK, "python", f"{ver} ({sys.executable})"))
+    else:
+        out.append(Line(FAIL, "python", f"{ver} ({sys.executable}) is older than 3.9",
+                        "set HOSTFACTORY_AWS_PYTHON to a Python 3.9+ interpreter"))
+    for module, fix in (("boto3", "pip install boto3"), ("botocore", "pip install botocore"),
+                        ("jsonschema", "pip install jsonschema")):
+        try:
+            mod = __import__(module)
+            out.append(Line(OK, module, f"{getattr(mod, '__version__', '?')}"))
+        except ImportError as exc:
+            out.append(Line(FAIL, module, f"cannot import: {exc}",
+                            f"{fix} into {sys.executable}'s environment"))
+    return out
+
+
+def _aws(ctx: Any, config: dict[str, Any] | None) -> list[Line]:
+    """Region, endpoint, credentials, identity (STS) and one cheap EC2 call."""
+    names = ("region", "credentials", "identity", "ec2")
+    if config is None:
+        return [Line(SKIP, n, "needs a valid config file") for n in names]
+    from .aws import Aws
+
+    # Fail fast: a doctor that waits out every retry is no help at the console.
+    quick = {**config, "AWS_REQUEST_RETRY_ATTEMPTS": min(1, config["AWS_REQUEST_RETRY_ATTEMPTS"])}
+    aws = Aws(quick)
+    endpoint = (config.get("AWS_ENDPOINT_URL")
+                or (f"{os.environ['AWS_ENDPOINT_URL']} (from $AWS_ENDPOINT_URL)"
+                    if os.environ.get("AWS_ENDPOINT_URL") else "AWS default for the region"))
+    proxy = (f", proxy {config['AWS_PROXY_HOST']}:{config.get('AWS_PROXY_PORT', 8080)}"
+             if config.get("AWS_PROXY_HOST") else "")
+    out = [Line(OK, "region", f"{config['AWS_REGION']}, endpoint {endpoint}{proxy}")]
+    try:
+        aws.client("sts")
+        creds = aws._session.get_credentials()
+    except HostFactoryError as exc:
+        return out + [Line(FAIL, "credentials", str(exc), "fix AWS_CREDENTIAL_FILE"),
+                      Line(SKIP, "identity", "needs credentials"),
+                      Line(SKIP, "ec2", "needs credentials")]
+    except Exception as exc:  # botocore: a profile that does not exist, and the like
+        return out + [Line(FAIL, "credentials", f"{type(exc).__name__}: {exc}",
+                           "fix AWS_PROFILE / AWS_CREDENTIAL_FILE in the config"),
+                      Line(SKIP, "identity", "needs credentials"),
+                      Line(SKIP, "ec2", "needs credentials")]
+    if creds is None:
+        return out + [Line(FAIL, "credentials", "none found (config file, environment, "
+                           "shared files, instance role)",
+                           "set AWS_CREDENTIAL_FILE or AWS_PROFILE in the config, or give "
+                           "the host an instance role"),
+                      Line(SKIP, "identity", "needs credentials"),
+                      Line(SKIP, "ec2", "needs credentials")]
+    source = "AWS_CREDENTIAL_FILE" if config.get("AWS_CREDENTIAL_FILE") else creds.method
+    out.append(Line(OK, "credentials", f"from {source}"))
+    try:
+        who = aws.call("sts", "GetCallerIdentity")
+        out.append(Line(OK, "identity", f"account {who.get('Account')}, {who.get('Arn')}"))
+    except AwsError as exc:
+        out.append(Line(FAIL, "identity", f"STS GetCallerIdentity: {_aws_text(exc)}",
+                        _aws_fix(exc, "sts:GetCallerIdentity")))
+    from .tags import provider_filter
+
+    try:
+        resp = aws.call("ec2", "DescribeInstances", Filters=[provider_filter(ctx.provider)],
+                        MaxResults=5)
+        n = sum(len(r.get("Instances", [])) for r in resp.get("Reservations", []))
+        more = "+" if resp.get("NextToken") else ""
+        out.append(Line(OK, "ec2", f"DescribeInstances answered: {n}{more} instances tagged "
+                        f"hostfactory:provider={ctx.provider}"))
+    except AwsError as exc:
+        out.append(Line(FAIL, "ec2", f"DescribeInstances: {_aws_text(exc)}",
+                        _aws_fix(exc, "ec2:DescribeInstances")))
+    return out
+
+
+def _aws_text(exc: AwsError) -> str:
+    return f"{exc.code}: {exc.aws_message}"
+
+
+def _aws_fix(exc: AwsError, action: str) -> str:
+    if exc.kind == "unknown":
+        return "AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the network"
+    if exc.code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
+        return f"allow {action} (see docs/iam-policy.json)"
+    if exc.code in ("AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch",
+                    "ExpiredToken", "UnrecognizedClientException"):
+        return "the credentials are not valid: renew them or fix AWS_CREDENTIAL_FILE/AWS_PROFILE"
+    return "see the message"

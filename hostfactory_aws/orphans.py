@@ -1,0 +1,249 @@
+"""Orphans: instances this provider launched that no request accounts for any more.
+
+They come from calls killed at the wrong moment, state files restored from an old backup,
+or fleets that launched after HostFactory gave up. They cost money and HostFactory will
+never return them, so they are found here, logged by getReturnRequests on every call, and
+terminated only when the admin asks (``hostfactory-aws orphans --terminate``) or has set
+AWS_ORPHAN_TIMEOUT_MINUTES.
+
+An instance is an orphan when all of these hold:
+- it carries ``hostfactory:provider=<this provider>`` (anything else is never touched);
+- it is not terminated or shutting down;
+- no open create request in the state holds it: not in a record's instances (unless that
+  launch was abandoned) and its request-id tag names no such record;
+- HostFactory does not hold it (checked only when HostFactory gave its list).
+The state is read AFTER the sweep: requestMachines writes its record before it launches, so
+any instance the sweep saw is already accounted for in that read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from . import instances, state
+from . import tags as tagmod
+from .errors import AwsError
+from .machines import epoch, state_of
+
+log = logging.getLogger(__name__)
+ENDED_STATES = frozenset({"terminated", "shutting-down"})
+
+
+def open_requests(snapshot: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(request ids, instance ids) of create records whose launch was not abandoned."""
+    rids: set[str] = set()
+    iids: set[str] = set()
+    for rid, rec in snapshot.get("requests", {}).items():
+        if rec.get("kind") != "create" or rec.get("launch") == "abandoned":
+            continue
+        rids.add(rid)
+        iids.update(rec.get("instances", {}))
+    return rids, iids
+
+
+def is_ours(inst: dict[str, Any], provider: str) -> bool:
+    return tagmod.from_aws(inst.get("Tags")).get(tagmod.PROVIDER) == provider
+
+
+def find(found: dict[str, dict[str, Any]], snapshot: dict[str, Any], provider: str,
+         now: float, held: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """The orphans among ``found`` (a sweep), oldest first.
+
+    ``held`` is HostFactory's machine list, or None when HostFactory did not give one.
+    """
+    rids, iids = open_requests(snapshot)
+    held_ids = {m.get("machineId") for m in held or [] if m.get("machineId")}
+    held_names = {m.get("name") for m in held or [] if m.get("name")}
+    out = []
+    for iid, inst in found.items():
+        if not is_ours(inst, provider) or state_of(inst) in ENDED_STATES:
+            continue
+        tags = tagmod.from_aws(inst.get("Tags"))
+        if iid in iids or tags.get(tagmod.REQUEST_ID) in rids:
+            continue
+        if iid in held_ids or {inst.get("PrivateDnsName"), inst.get("PrivateIpAddress")} \
+                & held_names:
+            continue
+        launched = epoch(inst.get("LaunchTime"))
+        out.append({
+            "instanceId": iid,
+            "instanceType": inst.get("InstanceType"),
+            "state": state_of(inst),
+            "launchTime": launched,
+            "requestId": tags.get(tagmod.REQUEST_ID),
+            "templateId": tags.get(tagmod.TEMPLATE_ID),
+            "name": inst.get("PrivateDnsName") or inst.get("PrivateIpAddress") or "",
+            "ageSeconds": int(max(0, now - launched)) if launched else 0,
+        })
+    out.sort(key=lambda r: (r["launchTime"], r["instanceId"]))
+    return out
+
+
+def overdue(orphans: list[dict[str, Any]], timeout_minutes: int) -> list[dict[str, Any]]:
+    """Orphans older than the timeout; none when the timeout is 0 (never terminate)."""
+    if timeout_minutes <= 0:
+        return []
+    return [o for o in orphans if o["launchTime"] and o["ageSeconds"] > timeout_minutes * 60]
+
+
+def terminate(aws: Any, orphans: list[dict[str, Any]], found: dict[str, dict[str, Any]],
+              provider: str) -> tuple[list[str], dict[str, str]]:
+    """Terminate orphans, re-checking the provider tag on each; (terminated, refused)."""
+    ids = [o["instanceId"] for o in orphans
+           if o["instanceId"] in found and is_ours(found[o["instanceId"]], provider)]
+    if not ids:
+        return [], {}
+    refused = instances.terminate(aws, ids)
+    return [i for i in ids if i not in refused], refused
+
+
+def handle(ctx: Any, found: dict[str, dict[str, Any]], held: list[dict[str, str]] | None,
+           now: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """getReturnRequests' orphan pass: log every orphan, terminate the overdue ones.
+
+    Terminates only when HostFactory gave its list (``held`` not None) and
+    AWS_ORPHAN_TIMEOUT_MINUTES > 0. Never fails the call: orphans are housekeeping, the
+    reclaim answer is what HostFactory is waiting for. Returns (orphans, terminated ids).
+    """
+    cfg = ctx.config
+    snapshot = state.read(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"])
+    found_orphans = find(found, snapshot, ctx.provider, now, held)
+    if not found_orphans:
+        return [], []
+    timeout = int(cfg.get("AWS_ORPHAN_TIMEOUT_MINUTES", 0))
+    log.warning("%d orphan instances (tagged %s=%s, held by no request): %s",
+                len(found_orphans), tagmod.PROVIDER, ctx.provider,
+                ", ".join(f"{o['instanceId']} ({o['state']}, {_age(o['ageSeconds'])}, "
+                          f"request {o['requestId'] or '-'})" for o in found_orphans))
+    doomed = overdue(found_orphans, timeout) if held is not None else []
+    if not doomed:
+        return found_orphans, []
+    log.warning("terminating %d orphans older than AWS_ORPHAN_TIMEOUT_MINUTES=%d: %s",
+                len(doomed), timeout, [o["instanceId"] for o in doomed])
+    try:
+        done, refused = terminate(ctx.aws, doomed, found, ctx.provider)
+    except AwsError as exc:
+        log.error("could not terminate orphans (will retry next call): %s", exc)
+        return found_orphans, []
+    for iid, why in refused.items():
+        log.error("orphan %s: %s", iid, why)
+    return found_orphans, done
+
+
+# -- the admin command ------------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--terminate", action="store_true",
+                   help="terminate the orphans listed (asks for confirmation)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--older-than", type=int, default=0, metavar="MINUTES",
+                   help="only orphans launched more than MINUTES ago (default 0: all)")
+
+
+def orphans_command(args: argparse.Namespace, stdin: Any = None,
+                    out: Callable[[str], None] | None = None,
+                    err: Callable[[str], None] | None = None) -> int:
+    """``hostfactory-aws orphans``: list (and with --terminate, end) this provider's orphans.
+
+    Works from one sweep and the state file; HostFactory's own list is not available here,
+    so an empty state (lost work dir) refuses to terminate anything. Exit 0 when there are
+    none or after listing / terminating, 1 on any error or when termination is declined.
+    """
+    from .context import resolve
+    from .errors import HostFactoryError
+    from .invoke_provider import setup_logging
+
+    say = out or (lambda s: sys.stdout.write(s + "\n"))
+    note = err or (lambda s: sys.stderr.write(s + "\n"))
+    stdin = sys.stdin if stdin is None else stdin
+    try:
+        ctx = resolve()
+        setup_logging(ctx, ctx.config["LogLevel"])
+        note(f"sweeping {ctx.config['AWS_REGION']} for instances tagged "
+             f"{tagmod.PROVIDER}={ctx.provider} ...")
+        found = instances.sweep(ctx.aws, ctx.provider)
+        snapshot = state.read(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"])
+        now = time.time()
+        rows = [o for o in find(found, snapshot, ctx.provider, now)
+                if o["ageSeconds"] >= max(0, args.older_than) * 60]
+    except HostFactoryError as exc:
+        note(f"error: {exc}")
+        return 1
+    note(f"{len(found)} tagged instances, {len(rows)} orphans (state {ctx.state_path})")
+    answer: dict[str, Any] = {"provider": ctx.provider, "orphans": rows}
+    if not args.json:
+        say(table(rows) if rows else "no orphan instances")
+    if not rows or not args.terminate:
+        if args.json:
+            say(json.dumps(answer, indent=2))
+        return 0
+
+    code = _terminate_confirmed(ctx, rows, found, snapshot, args.yes, stdin, note, answer)
+    if args.json:
+        say(json.dumps(answer, indent=2))
+    return code
+
+
+def _terminate_confirmed(ctx: Any, rows: list[dict[str, Any]], found: dict[str, Any],
+                         snapshot: dict[str, Any], assume_yes: bool, stdin: Any,
+                         note: Callable[[str], None], answer: dict[str, Any]) -> int:
+    if not any(r.get("kind") == "create" for r in snapshot.get("requests", {}).values()):
+        note(f"refusing to terminate: the state file {ctx.state_path} holds no request "
+             "(new or lost work dir?), so machines HostFactory still holds cannot be told "
+             "from orphans. Check them, then terminate by hand.")
+        answer["error"] = "state file holds no request; nothing terminated"
+        return 1
+    if not assume_yes:
+        note(f"terminate these {len(rows)} instances? type 'yes' to confirm: ")
+        reply = (stdin.readline() if stdin is not None else "").strip()
+        if reply != "yes":
+            note("not confirmed: nothing terminated")
+            answer["error"] = "not confirmed; nothing terminated"
+            return 1
+    log.warning("orphans command: terminating %d orphans: %s", len(rows),
+                [r["instanceId"] for r in rows])
+    try:
+        done, refused = terminate(ctx.aws, rows, found, ctx.provider)
+    except AwsError as exc:
+        note(f"error: {exc}")
+        answer["error"] = str(exc)
+        return 1
+    answer["terminated"], answer["refused"] = done, refused
+    note(f"terminating {len(done)} instances: {' '.join(done) or '-'}")
+    for iid, why in refused.items():
+        note(f"{iid}: {why}")
+        log.error("orphans command: %s: %s", iid, why)
+    return 1 if refused else 0
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("INSTANCE", "TYPE", "STATE", "LAUNCHED (UTC)", "REQUEST", "TEMPLATE", "AGE")
+    lines = [head] + [(r["instanceId"], r["instanceType"] or "-", r["state"],
+                       _when(r["launchTime"]), r["requestId"] or "-", r["templateId"] or "-",
+                       _age(r["ageSeconds"])) for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def _when(ts: int) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(seconds: int) -> str:
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
