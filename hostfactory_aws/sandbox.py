@@ -54,7 +54,10 @@ def make_moto_faithful() -> None:
         return original(self)
 
     run_instances._hf_faithful = True  # type: ignore[attr-defined]
-    InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
+    InstanceResponse.run_instances = _idempotent(run_instances)  # type: ignore[method-assign]
+    from moto.ec2.responses.fleets import Fleets
+
+    Fleets.create_fleet = _idempotent(Fleets.create_fleet)  # type: ignore[method-assign]
     _add_modify_fleet()
     _tolerate_empty_spot_fleet_termination()
 
@@ -74,6 +77,27 @@ def _tolerate_empty_spot_fleet_termination() -> None:
                 raise
 
     SpotFleetRequest.terminate_instances = terminate_instances  # type: ignore[method-assign]
+
+
+_TOKENS: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _idempotent(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """EC2 answers a repeated ClientToken with the first call's result, launching nothing;
+    moto launches again. This replays the first answer, per account, region and action."""
+
+    def wrapper(self: Any) -> Any:
+        token = self._get_param("ClientToken")
+        if not token:
+            return method(self)
+        key = (self.current_account, self.region, method.__name__, token)
+        if key not in _TOKENS:
+            _TOKENS[key] = method(self)
+        return _TOKENS[key]
+
+    wrapper.__name__ = method.__name__
+    wrapper._hf_faithful = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _add_modify_fleet() -> None:
