@@ -1,8 +1,9 @@
 """requestReturnMachines: give machines back, never touching what this provider did not launch.
 
-Order matters for crash safety: look the machines up, write the return record, tag the
-instances with the return id, then terminate. A crash at any point leaves either nothing
-done (HostFactory retries) or a record plus tags from which the return is answered.
+Order matters for crash safety: look the machines up, write the return record, let their
+fleet or group go of them, tag them with the return id, then terminate. A crash at any
+point leaves either nothing done (HostFactory retries) or a record plus tags from which
+the return is answered.
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     try:
         refused: dict[str, str] = {}
         if to_terminate:
-            instances.tag(ctx.aws, to_terminate, {tagmod.RETURN_ID: rid})
+            # Fleets let go first, then the tag marks the machines as returned: a crash in
+            # between makes a retry lower a target twice (harmless with no-termination),
+            # never leave it high (which would make the fleet replace returned machines).
             handled = release(ctx, snapshot, described, to_terminate, targets)
+            instances.tag(ctx.aws, to_terminate, {tagmod.RETURN_ID: rid})
             rest = [iid for iid in to_terminate if iid not in handled]
             refused = instances.terminate(ctx.aws, rest) if rest else {}
     except BaseException:
