@@ -47,6 +47,7 @@ class Kind:
     field: str
     values: Callable[[dict[str, Any]], list[str]]
     describe: Callable[[Any, list[str]], dict[str, Any]]
+    global_: bool = False  # IAM: one per account, not per region
 
 
 def _chunks(items: list[str], size: int = FILTER_VALUES) -> list[list[str]]:
@@ -156,8 +157,9 @@ KINDS = [
          _security_groups),
     Kind("key pairs", "keyName", _one("keyName"), _key_pairs),
     Kind("launch templates", "launchTemplateId", _one("launchTemplateId"), _launch_templates),
-    Kind("instance profiles", "instanceProfile", _one("instanceProfile"), _instance_profiles),
-    Kind("fleet roles", "fleetRole", _one("fleetRole"), _roles),
+    Kind("instance profiles", "instanceProfile", _one("instanceProfile"), _instance_profiles,
+         True),
+    Kind("fleet roles", "fleetRole", _one("fleetRole"), _roles, True),
 ]
 
 
@@ -185,10 +187,13 @@ def run(ctx: Context, progress: Callable[[str], None]) -> list[Check]:
                 if not mine:
                     continue
                 gone = [v for v in mine if v not in found[kind.label]]
-                detail = (f"not found in {region}: {', '.join(gone)}" if gone
+                where = "this account" if kind.global_ else region
+                detail = (f"not found in {where}: {', '.join(gone)}" if gone
                           else _found_detail(kind, mine, found[kind.label]))
                 checks.append(Check(t["templateId"], kind.field, not gone, detail))
         except AwsError as exc:
+            if exc.kind == "unknown":  # no answer at all: every other check would say so too
+                raise
             summary = f"could not check: {_aws_text(exc)}"
             for t in templates:
                 if kind.values(t):

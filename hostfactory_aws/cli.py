@@ -113,13 +113,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
     """Run an admin command: a known failure is one line on stderr, a bug also a log entry."""
-    from .errors import HostFactoryError
+    from .errors import AwsError, HostFactoryError
 
     try:
         return int(handler(args))
     except HostFactoryError as exc:
         log.error("%s: %s", command, exc)
-        return _fail(command, str(exc))
+        hint = ""
+        if isinstance(exc, AwsError) and exc.kind == "unknown":
+            hint = (" (AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the "
+                    "network; `hostfactory-aws doctor` shows what is used)")
+        return _fail(command, str(exc) + hint)
     except KeyboardInterrupt:
         return _fail(command, "interrupted")
     except Exception as exc:
@@ -200,8 +204,9 @@ def _validate(args: argparse.Namespace) -> int:
         if args.json:
             _out(json.dumps(result, indent=2))
         else:
-            _out(f"ok: {ctx.config_path} ({ctx.why['config']}) and {ctx.templates_path} "
-                 f"({ctx.why['templates']}): {len(ids)} templates ({', '.join(ids) or 'none'})")
+            _out(f"ok: {ctx.config_path}: valid")
+            _out(f"ok: {ctx.templates_path}: {len(ids)} templates "
+                 f"({', '.join(ids) or 'none'})")
         return 0
     from . import check_aws
 

@@ -7,7 +7,6 @@ work/ and log/ beside it. Never the current directory: HostFactory does not prom
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
@@ -15,19 +14,33 @@ from .errors import ConfigError
 PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@dataclass
 class Context:
-    provider: str
-    conf_dir: str
-    work_dir: str
-    log_dir: str
-    config_path: str
-    templates_path: str
-    mode: str  # "symphony", "lsf" or "standalone"
-    why: dict[str, str] = field(default_factory=dict)
-    _config: dict[str, Any] | None = None
-    _templates: list[dict[str, Any]] | None = None
-    _aws: Any = None
+    """Where one call's files are; config, templates and AWS access are made once, on use.
+
+    A plain class rather than a dataclass: importing dataclasses (and inspect with it)
+    costs ~10 ms, a tenth of a getAvailableTemplates call.
+    """
+
+    def __init__(self, provider: str, conf_dir: str, work_dir: str, log_dir: str,
+                 config_path: str, templates_path: str, mode: str,
+                 why: dict[str, str] | None = None, _config: dict[str, Any] | None = None,
+                 _templates: list[dict[str, Any]] | None = None, _aws: Any = None) -> None:
+        self.provider = provider
+        self.conf_dir = conf_dir
+        self.work_dir = work_dir
+        self.log_dir = log_dir
+        self.config_path = config_path
+        self.templates_path = templates_path
+        self.mode = mode  # "symphony", "lsf" or "standalone"
+        self.why: dict[str, str] = {} if why is None else why
+        self._config = _config
+        self._templates = _templates
+        self._aws = _aws
+
+    def __repr__(self) -> str:
+        fields = ("provider", "conf_dir", "work_dir", "log_dir", "config_path",
+                  "templates_path", "mode")
+        return "Context(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in fields) + ")"
 
     @property
     def state_path(self) -> str:

@@ -91,10 +91,17 @@ def _conf_dir(path: str, why: str) -> Line:
                 "point HF_PROVIDER_CONFDIR (PRO_CONF_DIR for LSF) at the right place")
 
 
+def file_why(ctx: Any, kind: str) -> str:
+    """Why this file: the provider-named one, or the generic one because there is none."""
+    if ctx.why.get(kind) == "provider-named file":
+        return f"named after provider '{ctx.provider}'"
+    return f"no {ctx.provider}prov_{kind}.json there, so the generic one"
+
+
 def _config(ctx: Any, lines: list[Line]) -> dict[str, Any] | None:
     from .config import load_config
 
-    where = f"{ctx.config_path} ({ctx.why['config']})"
+    where = f"{ctx.config_path} ({file_why(ctx, 'config')})"
     try:
         config = load_config(ctx.config_path)
     except HostFactoryError as exc:
@@ -109,7 +116,7 @@ def _config(ctx: Any, lines: list[Line]) -> dict[str, Any] | None:
 def _templates(ctx: Any, lines: list[Line]) -> None:
     from .templates import load_templates
 
-    where = f"{ctx.templates_path} ({ctx.why['templates']})"
+    where = f"{ctx.templates_path} ({file_why(ctx, 'templates')})"
     try:
         templates = load_templates(ctx.templates_path)
     except HostFactoryError as exc:
@@ -205,8 +212,7 @@ def _aws(ctx: Any, config: dict[str, Any] | None) -> list[Line]:
              if config.get("AWS_PROXY_HOST") else "")
     out = [Line(OK, "region", f"{config['AWS_REGION']}, endpoint {endpoint}{proxy}")]
     try:
-        aws.client("sts")
-        creds = aws._session.get_credentials()
+        creds = aws._make_session().get_credentials()  # where boto3 finds them, no call
     except HostFactoryError as exc:
         return out + [Line(FAIL, "credentials", str(exc), "fix AWS_CREDENTIAL_FILE"),
                       Line(SKIP, "identity", "needs credentials"),

@@ -6,11 +6,14 @@ The cache means getAvailableTemplates needs AWS only the first time a type is se
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any, Callable
 
-from .errors import ConfigError
+from .errors import ConfigError, StateError
 from .state import write_json_atomic
+
+log = logging.getLogger(__name__)
 
 ARCH = {"x86_64": "X86_64", "arm64": "ARM64", "i386": "X86", "x86_64_mac": "X86_64",
         "arm64_mac": "ARM64"}
@@ -49,8 +52,16 @@ def instance_specs(get_aws: Callable[[], Any], types: list[str],
                     "nram": it["MemoryInfo"]["SizeInMiB"],
                     "arch": ARCH.get(archs[0], archs[0].upper()),
                 }
-        write_json_atomic(cache_path, cache)
+        _save(cache_path, cache)
     return {t: cache[t] for t in types if t in cache}
+
+
+def _save(path: str, cache: dict[str, Any]) -> None:
+    """A cache that cannot be written costs one AWS call next time, not this call."""
+    try:
+        write_json_atomic(path, cache)
+    except StateError as exc:
+        log.warning("cache not saved: %s", exc)
 
 
 def resolve_image(aws: Any, image_id: str) -> str:
@@ -72,7 +83,7 @@ def root_device_name(aws: Any, image_id: str, cache_path: str) -> str:
             raise ConfigError(f"imageId: {image_id} not found in region "
                               f"{aws.config['AWS_REGION']}")
         cache[image_id] = images[0].get("RootDeviceName") or "/dev/xvda"
-        write_json_atomic(cache_path, cache)
+        _save(cache_path, cache)
     return cache[image_id]
 
 

@@ -21,7 +21,7 @@ from .machines import COMPLETE_WITH_ERROR, EXECUTING, FAIL, RUNNING, SUCCEED
 
 log = logging.getLogger(__name__)
 # How long a launch whose outcome is unknown may show no instance before we call it failed.
-UNKNOWN_LAUNCH_GRACE_SEC = 300
+UNKNOWN_LAUNCH_GRACE_SEC = records.UNKNOWN_LAUNCH_HOLD_SEC
 # An instance we launched that EC2 does not list yet (eventual consistency) is not a failure.
 NOT_LISTED_GRACE_SEC = 600
 
@@ -268,7 +268,7 @@ def _save(ctx: Context, updates: dict[str, tuple[dict[str, Any], dict[str, Any]]
 
 def _can_clean(rec: dict[str, Any]) -> bool:
     """Nothing of this request runs, and its fleet or group can launch nothing more."""
-    if rec.get("launch") != "done" or rec.get("status") == RUNNING:
+    if rec.get("launch") not in ("done", "unknown") or rec.get("status") == RUNNING:
         return False
     if is_async(rec) and not rec.get("settled"):
         return False

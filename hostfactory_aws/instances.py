@@ -80,12 +80,24 @@ def terminate(aws: Aws, ids: list[str]) -> dict[str, str]:
     """
     refused: dict[str, str] = {}
     for part in chunks(ids, TERMINATE_BATCH):
-        try:
-            aws.call("ec2", "TerminateInstances", InstanceIds=part)
-        except AwsError as exc:
-            if exc.kind in ("throttle", "unknown"):
-                raise
-            for iid in part:
-                refused[iid] = f"TerminateInstances refused: {exc.code}: {exc.aws_message}"
-            log.error("TerminateInstances refused %d instances: %s", len(part), exc)
+        refused.update(_terminate_batch(aws, part))
     return refused
+
+
+def _terminate_batch(aws: Aws, part: list[str]) -> dict[str, str]:
+    try:
+        aws.call("ec2", "TerminateInstances", InstanceIds=part)
+        return {}
+    except AwsError as exc:
+        if exc.kind in ("throttle", "unknown"):
+            raise
+        if exc.kind == "not_found" and len(part) > 1:
+            # EC2 refuses the whole batch for one id it does not know: try them one by one
+            # rather than leave the good ones running.
+            out: dict[str, str] = {}
+            for iid in part:
+                out.update(_terminate_batch(aws, [iid]))
+            return out
+        log.error("TerminateInstances refused %d instances: %s", len(part), exc)
+        return {iid: f"TerminateInstances refused: {exc.code}: {exc.aws_message}"
+                for iid in part}

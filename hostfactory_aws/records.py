@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from typing import Any, Callable
 
@@ -74,13 +75,22 @@ def instance_live(info: dict[str, Any]) -> bool:
     return not info.get("returnId") and info.get("state") not in GONE_STATES
 
 
-def held_units(data: dict[str, Any]) -> dict[str, float]:
-    """Units each template holds now; a launch still in progress holds what it asked for."""
+# A launch whose reply was lost holds what it asked for until its instances are seen or
+# this long has passed (getRequestStatus gives up on it after the same time).
+UNKNOWN_LAUNCH_HOLD_SEC = 300
+
+
+def held_units(data: dict[str, Any], now: float | None = None) -> dict[str, float]:
+    """Units each template holds now; a launch in progress, or whose outcome is unknown,
+    holds what it asked for (else a request in that window could pass maxNumber)."""
+    now = time.time() if now is None else now
     held: dict[str, float] = {}
     for rec in data["requests"].values():
         if rec.get("kind") != "create":
             continue
-        if rec.get("launch") == "launching":
+        unknown = (rec.get("launch") == "unknown" and not rec["instances"]
+                   and now - rec.get("createdAt", 0) < UNKNOWN_LAUNCH_HOLD_SEC)
+        if rec.get("launch") == "launching" or unknown:
             units = float(max(rec["units"], len(rec["instances"])))
         else:
             units = sum(float(i.get("units", 1)) for i in rec["instances"].values()

@@ -90,6 +90,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         st["requests"][rid] = rec
         _mark_returned(st, rec, rid)
     targets: dict[str, Any] = {}
+    tagged = False
     try:
         refused: dict[str, str] = {}
         if to_terminate:
@@ -98,12 +99,19 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             # never leave it high (which would make the fleet replace returned machines).
             handled = release(ctx, snapshot, described, to_terminate, targets)
             instances.tag(ctx.aws, to_terminate, {tagmod.RETURN_ID: rid})
+            tagged = True
             rest = [iid for iid in to_terminate if iid not in handled]
             refused = instances.terminate(ctx.aws, rest) if rest else {}
     except BaseException:
         with state.update(path, timeout) as st:  # outcome unknown: let HostFactory retry
             st["requests"].pop(rid, None)
             _mark_returned(st, rec, None)
+            # Tagged machines are skipped by the retry, so the targets lowered for them stay
+            # lowered: keep the state in step, or the next return lowers from a stale target.
+            # Untagged, the retry lowers again from the target the state still holds.
+            for owner_id, target in (targets.items() if tagged else ()):
+                if owner_id in st["requests"]:
+                    st["requests"][owner_id]["target"] = target
         raise
     with state.update(path, timeout) as st:
         for owner_id, target in targets.items():

@@ -79,21 +79,22 @@ def _tolerate_empty_spot_fleet_termination() -> None:
     SpotFleetRequest.terminate_instances = terminate_instances  # type: ignore[method-assign]
 
 
-_TOKENS: dict[tuple[str, str, str, str], Any] = {}
-
-
 def _idempotent(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """EC2 answers a repeated ClientToken with the first call's result, launching nothing;
-    moto launches again. This replays the first answer, per account, region and action."""
+    moto launches again. This replays the first answer, per account, region and action.
+    The answers live on moto's backend, so a moto reset forgets them with everything else."""
 
     def wrapper(self: Any) -> Any:
         token = self._get_param("ClientToken")
         if not token:
             return method(self)
-        key = (self.current_account, self.region, method.__name__, token)
-        if key not in _TOKENS:
-            _TOKENS[key] = method(self)
-        return _TOKENS[key]
+        backend = self.ec2_backend
+        if "_hf_tokens" not in backend.__dict__:
+            backend._hf_tokens = {}
+        key = (method.__name__, token)
+        if key not in backend._hf_tokens:
+            backend._hf_tokens[key] = method(self)
+        return backend._hf_tokens[key]
 
     wrapper.__name__ = method.__name__
     wrapper._hf_faithful = True  # type: ignore[attr-defined]

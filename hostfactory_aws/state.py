@@ -66,7 +66,7 @@ def _read_unlocked(path: str) -> dict[str, Any]:
 
 
 def _recover(path: str, exc: Exception) -> dict[str, Any]:
-    aside = f"{path}.corrupt-{int(time.time())}"
+    aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     with contextlib.suppress(OSError):
         os.replace(path, aside)
     log.error("state file %s is unreadable (%s); kept as %s", path, exc, aside)

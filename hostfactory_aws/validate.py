@@ -46,16 +46,26 @@ def checked(data: Any, schema_name: str,
         schema_bytes = fh.read()
     key = ""
     if cache_path:
-        from hashlib import sha256
-
         doc = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        key = sha256(schema_bytes + b"\0" + doc.encode("utf-8")).hexdigest()
+        key = _sha256_hex(schema_bytes + b"\0" + doc.encode("utf-8"))
         if key in _passed(cache_path):
             return []
     errors = schema_errors(data, json.loads(schema_bytes))
     if not errors and key:
         _remember(cache_path, key)  # type: ignore[arg-type]
     return errors
+
+
+def _sha256_hex(data: bytes) -> str:
+    """SHA-256 from CPython's built-in module: hashlib would load OpenSSL (~4 ms) for it."""
+    try:
+        from _sha256 import sha256  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 VALIDATED_KEEP = 16  # remembered passes: config and templates, a few edits back

@@ -1,0 +1,100 @@
+"""``hostfactory-aws doctor``: one OK/FAIL line per check, FAIL says what to fix, exit 1."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+from clisupport import ACCOUNT, PROVIDER, Site, lines
+
+
+def _by_check(stdout: str) -> dict[str, str]:
+    out = {}
+    for line in lines(stdout)[:-1]:
+        m = re.match(r"^(OK|FAIL|SKIP) +([a-z0-9 ]+): (.*)$", line)
+        assert m, f"not a check line: {line!r}"
+        out[m.group(2)] = f"{m.group(1)} {m.group(3)}"
+    return out
+
+
+def test_healthy_install(site: Site) -> None:
+    proc = site.cli("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = _by_check(proc.stdout)
+    assert all(v.startswith("OK ") for v in checks.values()), checks
+    assert checks["provider"].startswith(f"OK '{PROVIDER}' (from $HF_PROVIDER_NAME), mode "
+                                         "symphony")
+    assert checks["conf dir"] == f"OK {site.conf_dir} (from $HF_PROVIDER_CONFDIR)"
+    assert checks["work dir"].startswith(f"OK {site.work_dir} (from $HF_PROVIDER_WORKDIR)")
+    assert checks["log dir"].startswith(f"OK {site.log_dir} (from $HF_PROVIDER_LOGDIR)")
+    assert checks["config file"].startswith(f"OK {site.config_path} (no {PROVIDER}prov_")
+    assert "1 templates (Plain)" in checks["templates file"]
+    assert f"HF_PROVIDER_WORKDIR={site.work_dir}" in checks["environment"]
+    assert "AWS_SECRET_ACCESS_KEY=(set)" in checks["environment"]
+    assert "testing" not in checks["environment"], "a secret was printed"
+    assert checks["region"] == f"OK us-east-1, endpoint {site.server.url}"
+    assert checks["credentials"] == "OK from env"
+    assert checks["identity"].startswith(f"OK account {ACCOUNT}, arn:aws:sts::{ACCOUNT}:")
+    assert checks["ec2"].startswith("OK DescribeInstances answered: 0 instances")
+    for name in ("python", "boto3", "botocore", "jsonschema"):
+        assert checks[name].startswith("OK "), name
+    assert lines(proc.stdout)[-1].endswith(", 0 failed")
+    calls = site.server.calls()
+    assert calls.get("GetCallerIdentity") == 1 and calls.get("DescribeInstances") == 1
+
+
+def test_unwritable_work_dir_fails_with_a_fix(site: Site) -> None:
+    blocker = site.root / "not-a-dir"
+    blocker.write_text("a file where the work dir should be")
+    proc = site.cli("doctor", env={"HF_PROVIDER_WORKDIR": str(blocker / "work")})
+    assert proc.returncode == 1
+    checks = _by_check(proc.stdout)
+    assert checks["work dir"].startswith(f"FAIL {blocker / 'work'} (from $HF_PROVIDER_WORKDIR)"
+                                         ": not writable")
+    assert "-> fix: make it writable by user" in checks["work dir"]
+    assert "set HF_PROVIDER_WORKDIR" in checks["work dir"]
+    assert checks["log dir"].startswith("OK ")
+    assert lines(proc.stdout)[-1].endswith(", 1 failed")
+
+
+def test_unreachable_endpoint_fails_identity_and_ec2(site: Site) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    site.write_config(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+                      AWS_CONNECTION_TIMEOUT_MS=2000)
+    proc = site.cli("doctor", "--json")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is False
+    by = {c["check"]: c for c in doc["checks"]}
+    for name in ("identity", "ec2"):
+        assert by[name]["status"] == "FAIL", by[name]
+        assert "AWS_ENDPOINT_URL" in by[name]["fix"]
+    assert by["config file"]["status"] == "OK"
+    assert [c["check"] for c in doc["checks"] if c["status"] == "FAIL"] == ["identity", "ec2"]
+
+
+def test_invalid_config_fails_and_skips_the_aws_checks(site: Site) -> None:
+    site.config_path.write_text(json.dumps({"AWS_REGION": "us-east-1", "LogLevl": "INFO"}))
+    proc = site.cli("doctor")
+    assert proc.returncode == 1
+    checks = _by_check(proc.stdout)
+    assert checks["config file"].startswith("FAIL ")
+    assert "unknown field 'LogLevl' (did you mean 'LogLevel'?)" in checks["config file"]
+    assert "hostfactory-aws validate" in checks["config file"]
+    assert checks["identity"].startswith("SKIP ")
+    assert site.server.calls() == {}
+
+
+def test_lsf_install_is_recognised(lsf_site: Site) -> None:
+    proc = lsf_site.cli("doctor")
+    assert proc.returncode == 0, proc.stdout
+    checks = _by_check(proc.stdout)
+    assert checks["provider"] == (f"OK '{PROVIDER}' (from $PROVIDER_NAME), mode lsf, "
+                                  "memory attribute 'mem'")
+    assert checks["conf dir"] == f"OK {lsf_site.conf_dir} (from $PRO_CONF_DIR/conf)"
+    assert checks["work dir"].startswith(f"OK {lsf_site.work_dir} (from $PRO_DATA_DIR)")
+    assert checks["log dir"].startswith(f"OK {lsf_site.log_dir} (from $PRO_LSF_LOGDIR)")
+    assert f"PRO_CONF_DIR={lsf_site.root / 'pro'}" in checks["environment"]

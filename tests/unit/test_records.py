@@ -1,0 +1,132 @@
+"""records.py: what the state file's request records say about held capacity and hosts."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from hostfactory_aws import records
+
+
+def inst(units: float = 1.0, name: str = "", state: str = "running",
+         return_id: str | None = None) -> dict[str, Any]:
+    return {"units": units, "name": name, "type": "m5.large", "state": state,
+            "returnId": return_id}
+
+
+def create(template: str, units: int, launch: str = "done",
+           instances: dict[str, Any] | None = None) -> dict[str, Any]:
+    rec = records.new_create(template, units, "RunInstances", 1000.0)
+    rec["launch"] = launch
+    rec["instances"] = instances or {}
+    return rec
+
+
+def ret(machines: dict[str, Any]) -> dict[str, Any]:
+    rec = records.new_return(2000.0)
+    rec["machines"] = machines
+    return rec
+
+
+def state(**reqs: dict[str, Any]) -> dict[str, Any]:
+    return {"version": 1, "requests": dict(reqs)}
+
+
+def test_new_request_ids_are_prefixed_and_unique() -> None:
+    ids = {records.new_request_id("req") for _ in range(50)}
+    assert len(ids) == 50
+    assert all(i.startswith("req-") and len(i) == 40 for i in ids)
+    assert records.new_request_id("ret").startswith("ret-")
+
+
+def test_new_create_starts_launching() -> None:
+    rec = records.new_create("T1", 4, "EC2Fleet", 123.0)
+    assert rec["kind"] == "create" and rec["launch"] == "launching"
+    assert rec["units"] == 4 and rec["instances"] == {} and rec["endedAt"] is None
+
+
+def test_launching_request_holds_what_it_asked_for() -> None:
+    data = state(r1=create("T1", 5, launch="launching"))
+    assert records.held_units(data) == {"T1": 5.0}
+
+
+def test_done_request_holds_its_live_instances_only() -> None:
+    data = state(r1=create("T1", 10, instances={
+        "i-1": inst(2.0), "i-2": inst(1.0, state="pending"),
+        "i-3": inst(1.0, return_id="ret-x"), "i-4": inst(1.0, state="terminated"),
+        "i-5": inst(1.0, state="shutting-down"), "i-6": inst(1.0, state="stopped")}))
+    assert records.held_units(data) == {"T1": 3.0}
+
+
+def test_unknown_launch_counts_instances_it_found() -> None:
+    data = state(r1=create("T1", 10, launch="unknown", instances={"i-1": inst()}))
+    assert records.held_units(data) == {"T1": 1.0}
+
+
+def test_held_units_sums_per_template_and_ignores_returns() -> None:
+    data = state(r1=create("T1", 2, instances={"i-1": inst(), "i-2": inst()}),
+                 r2=create("T1", 3, launch="launching"),
+                 r3=create("T2", 1, instances={"i-3": inst(4.0)}),
+                 r4=ret({"i-1": {"name": "a", "refused": "", "requestId": "r1"}}))
+    assert records.held_units(data) == {"T1": 5.0, "T2": 4.0}
+
+
+def test_held_units_of_an_empty_state() -> None:
+    assert records.held_units(state()) == {}
+
+
+def test_names_index_and_owner_of() -> None:
+    data = state(r1=create("T1", 2, instances={"i-1": inst(name="ip-10-0-0-1.ec2.internal"),
+                                               "i-2": inst(name="")}),
+                 r2=create("T2", 1, instances={"i-3": inst(name="10.0.0.3")}),
+                 r3=ret({"i-9": {"name": "x", "refused": "", "requestId": "r1"}}))
+    assert records.names_index(data) == {"ip-10-0-0-1.ec2.internal": "i-1", "10.0.0.3": "i-3"}
+    assert records.owner_of(data) == {"i-1": "r1", "i-2": "r1", "i-3": "r2"}
+
+
+def test_live_machines() -> None:
+    data = state(r1=create("T1", 3, instances={
+        "i-1": inst(name="h1"), "i-2": inst(name="h2", return_id="ret-1"),
+        "i-3": inst(name="h3", state="terminated"), "i-4": inst(name="")}))
+    assert records.live_machines(data) == [{"machineId": "i-1", "name": "h1"},
+                                           {"machineId": "i-4", "name": ""}]
+
+
+def test_returned_ids_skip_refused() -> None:
+    data = state(r1=ret({"i-1": {"name": "a", "refused": ""},
+                         "i-2": {"name": "b", "refused": "not ours"}}),
+                 r2=ret({"i-3": {"name": "c", "refused": ""}}),
+                 r3=create("T1", 1, instances={"i-4": inst()}))
+    assert records.returned_ids(data) == {"i-1", "i-3"}
+
+
+# --- in-flight records of calls that may have died ---------------------------------------
+
+def test_new_records_name_their_process() -> None:
+    rec = records.new_create("T1", 1, "RunInstances", 0.0)
+    assert rec["pid"] == os.getpid()
+    assert rec["host"] == socket.gethostname()
+
+
+def test_in_flight() -> None:
+    assert records.in_flight(create("T1", 1, launch="launching"))
+    assert not records.in_flight(create("T1", 1, launch="done"))
+    assert not records.in_flight(create("T1", 1, launch="unknown"))
+
+
+def test_stale_when_the_writer_died_on_this_host() -> None:
+    rec = create("T1", 1, launch="launching")
+    now = rec["createdAt"] + 5
+    assert not records.stale(rec, now, alive=lambda pid: True)
+    assert records.stale(rec, now, alive=lambda pid: False)
+    rec["host"] = "another-host"  # its pid means nothing here: wait for the age limit
+    assert not records.stale(rec, now, alive=lambda pid: False)
+    assert records.stale(rec, rec["createdAt"] + records.IN_FLIGHT_MAX_SEC + 1,
+                         alive=lambda pid: True)
+
+
+def test_finished_records_are_never_stale() -> None:
+    rec = create("T1", 1, launch="done")
+    assert not records.stale(rec, rec["createdAt"] + 10 * records.IN_FLIGHT_MAX_SEC,
+                             alive=lambda pid: False)
