@@ -170,7 +170,12 @@ def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]
                 result, msg = FAIL, "no longer listed by EC2"
             out.append(machines.missing_machine(iid, info.get("name", ""), result, msg))
         else:
-            result, msg = machines.create_result(inst, now, pending_timeout)
+            returned = info.get("returnId") or tagmod.from_aws(inst.get("Tags")).get(
+                tagmod.RETURN_ID)
+            if returned:  # delivered, then given back: not a failed launch
+                result, msg = SUCCEED, f"returned by HostFactory ({returned})"
+            else:
+                result, msg = machines.create_result(inst, now, pending_timeout)
             out.append(machines.hf_machine(inst, result, msg, info.get("name", "")))
             if result == SUCCEED:
                 running_units += float(info.get("units", 1.0))
@@ -236,6 +241,8 @@ def _save(ctx: Context, updates: dict[str, tuple[dict[str, Any], dict[str, Any]]
             if cur is None:
                 continue
             cur["status"] = answer["status"]
+            if cur["kind"] == "create":
+                cur["polled"] = True  # HostFactory knows this id (see orphans.open_requests)
             if cur["kind"] == "return" and answer["status"] != RUNNING and not cur["endedAt"]:
                 cur["endedAt"] = now
             if rid in targets:

@@ -35,12 +35,25 @@ log = logging.getLogger(__name__)
 ENDED_STATES = frozenset({"terminated", "shutting-down"})
 
 
-def open_requests(snapshot: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(request ids, instance ids) of create records whose launch was not abandoned."""
+def open_requests(snapshot: dict[str, Any],
+                  now: float | None = None) -> tuple[set[str], set[str]]:
+    """(request ids, instance ids) of create records HostFactory can know of.
+
+    Not: launches abandoned after a killed call, and launches nobody has ever polled long
+    after any HostFactory action timeout (a requestMachines killed between its last state
+    write and printing its answer: HostFactory never got the id, and polls every request).
+    """
+    import time
+
+    from .records import IN_FLIGHT_MAX_SEC
+
+    now = time.time() if now is None else now
     rids: set[str] = set()
     iids: set[str] = set()
     for rid, rec in snapshot.get("requests", {}).items():
         if rec.get("kind") != "create" or rec.get("launch") == "abandoned":
+            continue
+        if rec.get("polled") is False and now - rec.get("createdAt", now) > IN_FLIGHT_MAX_SEC:
             continue
         rids.add(rid)
         iids.update(rec.get("instances", {}))

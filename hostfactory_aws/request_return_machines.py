@@ -89,7 +89,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     with state.update(path, timeout) as st:
         st["requests"][rid] = rec
         _mark_returned(st, rec, rid)
-    targets: dict[str, Any] = {}
+    lowered: dict[str, float] = {}
     tagged = False
     try:
         refused: dict[str, str] = {}
@@ -97,7 +97,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             # Fleets let go first, then the tag marks the machines as returned: a crash in
             # between makes a retry lower a target twice (harmless with no-termination),
             # never leave it high (which would make the fleet replace returned machines).
-            handled = release(ctx, snapshot, described, to_terminate, targets)
+            handled = release(ctx, snapshot, described, to_terminate, lowered)
             instances.tag(ctx.aws, to_terminate, {tagmod.RETURN_ID: rid})
             tagged = True
             rest = [iid for iid in to_terminate if iid not in handled]
@@ -106,17 +106,14 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         with state.update(path, timeout) as st:  # outcome unknown: let HostFactory retry
             st["requests"].pop(rid, None)
             _mark_returned(st, rec, None)
-            # Tagged machines are skipped by the retry, so the targets lowered for them stay
-            # lowered: keep the state in step, or the next return lowers from a stale target.
-            # Untagged, the retry lowers again from the target the state still holds.
-            for owner_id, target in (targets.items() if tagged else ()):
+            # Untagged machines are lowered again by the retry: give the state back the
+            # units lowered for them, so the retry lands on the same target. Tagged ones are
+            # skipped by the retry, so their lowering stands.
+            for owner_id, units in (lowered.items() if not tagged else ()):
                 if owner_id in st["requests"]:
-                    st["requests"][owner_id]["target"] = target
+                    st["requests"][owner_id]["target"] += units
         raise
     with state.update(path, timeout) as st:
-        for owner_id, target in targets.items():
-            if owner_id in st["requests"]:
-                st["requests"][owner_id]["target"] = target
         cur = st["requests"].get(rid)
         if cur is not None:
             cur["phase"] = "done"
@@ -133,13 +130,14 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def release(ctx: Context, snapshot: dict[str, Any], described: dict[str, dict[str, Any]],
-            ids: list[str], targets: dict[str, Any]) -> set[str]:
+            ids: list[str], lowered: dict[str, float]) -> set[str]:
     """Let each machine's fleet or group go of it before it is terminated.
 
-    Maintain fleets get their target lowered (so nothing replaces the machine); ASG machines
-    are terminated through the group with decrement. A machine already tagged by an earlier
-    return is skipped, so a retried return never lowers a target twice. Returns the ids the
-    API terminated itself; ``targets`` receives each owner's new target.
+    Maintain fleets get their target lowered (so nothing replaces the machine), under the
+    state lock from the target the state holds now, so two returns at once both count;
+    ``lowered`` receives by how much. ASG machines are terminated through the group with
+    decrement. A machine already tagged by an earlier return is skipped, so a retried return
+    never lowers a target twice. Returns the ids the API terminated itself.
     """
     owners = records.owner_of(snapshot)
     by_owner: dict[str, dict[str, float]] = {}
@@ -156,15 +154,26 @@ def release(ctx: Context, snapshot: dict[str, Any], described: dict[str, dict[st
         units = (rec or {}).get("instances", {}).get(iid, {}).get("units", 1.0)
         by_owner.setdefault(owner, {})[iid] = float(units)
     handled: set[str] = set()
+    cfg = ctx.config
     for owner, units_by_id in by_owner.items():
         if owner.startswith("asg:"):  # state lost: the group's own tag names it
-            rec = {"api": "ASG", "fleetIds": [owner[4:]]}
-        else:
-            rec = dict(snapshot["requests"][owner])
+            handled |= apis.module_for("ASG").before_return(
+                ctx, {"api": "ASG", "fleetIds": [owner[4:]]}, units_by_id)
+            continue
+        rec = snapshot["requests"][owner]
         module = apis.module_for(rec.get("api", "RunInstances"))
-        handled |= module.before_return(ctx, rec, units_by_id)
-        if "target" in rec and not owner.startswith("asg:"):
-            targets[owner] = rec["target"]
+        if rec.get("fleetType") != "maintain":
+            handled |= module.before_return(ctx, dict(rec), units_by_id)
+            continue
+        with state.update(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]) as st:
+            cur = st["requests"].get(owner)
+            if cur is None:
+                continue
+            before = cur.get("target", 0)
+            fresh = dict(cur)
+            handled |= module.before_return(ctx, fresh, units_by_id)
+            cur["target"] = fresh.get("target", before)
+            lowered[owner] = lowered.get(owner, 0.0) + before - cur["target"]
     # Machines already returned before are still in ids: terminate them again (idempotent).
     return handled
 

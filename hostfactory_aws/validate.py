@@ -6,7 +6,6 @@ Every message names the file, where in it, and the field; misspelt keys get a su
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import os
 from typing import Any
@@ -103,6 +102,8 @@ def schema_errors(data: Any, schema: dict[str, Any]) -> list[tuple[list[Any], st
 
 def _readable(err: Any, schema: dict[str, Any]) -> str:
     if err.validator == "additionalProperties":
+        import difflib  # lazy: only a failed check needs suggestions
+
         allowed = sorted((err.schema.get("properties") or {}).keys())
         extra = sorted(set(err.instance) - set(allowed))
         parts = []

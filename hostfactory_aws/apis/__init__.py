@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from typing import Any
 
 from .. import ec2_info, launch_spec
@@ -90,6 +91,16 @@ def delete_launch_template(ctx: Context, lt_id: str | None) -> None:
     except AwsError as exc:
         if exc.kind != "not_found":
             raise
+
+
+def lowered_target(rec: dict[str, Any], units_by_id: dict[str, float]) -> int:
+    """A maintain fleet's target once the given machines are returned."""
+    return max(0, math.ceil(rec.get("target", 0) - sum(units_by_id.values())))
+
+
+def on_demand_part(rec: dict[str, Any], target: int) -> int:
+    """The on-demand share of a new target, so that a lowered target keeps the mix."""
+    return min(target, math.ceil(target * rec.get("onDemandShare", 0.0)))
 
 
 def weights_units(weights: dict[str, float], itype: str | None) -> float:

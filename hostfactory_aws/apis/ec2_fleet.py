@@ -20,7 +20,16 @@ from .. import tags as tagmod
 from ..aws import classify
 from ..context import Context
 from ..errors import AwsError
-from . import delete_launch_template, expiry, iso, launch_template, new_launch, weights_units
+from . import (
+    delete_launch_template,
+    expiry,
+    iso,
+    launch_template,
+    lowered_target,
+    new_launch,
+    on_demand_part,
+    weights_units,
+)
 
 log = logging.getLogger(__name__)
 ACTIVE_STATES = ("submitted", "active", "modifying")
@@ -114,12 +123,12 @@ def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
 def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
     """Maintain fleets: lower the target first, so the returned machines are not replaced."""
     if rec.get("fleetType") == "maintain" and units_by_id:
-        _modify(ctx, rec, max(0, math.ceil(rec.get("target", 0) - sum(units_by_id.values()))))
+        _modify(ctx, rec, lowered_target(rec, units_by_id))
     return set()
 
 
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
-    on_demand = min(target, math.ceil(target * rec.get("onDemandShare", 0.0)))
+    on_demand = on_demand_part(rec, target)
     spec = {"TotalTargetCapacity": target, "OnDemandTargetCapacity": on_demand,
             "SpotTargetCapacity": target - on_demand}
     for fid in rec.get("fleetIds", []):

@@ -17,7 +17,15 @@ from .. import launch_spec
 from .. import tags as tagmod
 from ..context import Context
 from ..errors import AwsError
-from . import delete_launch_template, expiry, iso, launch_template, new_launch
+from . import (
+    delete_launch_template,
+    expiry,
+    iso,
+    launch_template,
+    lowered_target,
+    new_launch,
+    on_demand_part,
+)
 
 log = logging.getLogger(__name__)
 # Spot Fleet spells allocation strategies in camelCase; templates are normalised to EC2
@@ -100,12 +108,12 @@ def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
 
 def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
     if rec.get("fleetType") == "maintain" and units_by_id:
-        _modify(ctx, rec, max(0, math.ceil(rec.get("target", 0) - sum(units_by_id.values()))))
+        _modify(ctx, rec, lowered_target(rec, units_by_id))
     return set()
 
 
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
-    on_demand = min(target, math.ceil(target * rec.get("onDemandShare", 0.0)))
+    on_demand = on_demand_part(rec, target)
     for fid in rec.get("fleetIds", []):
         ctx.aws.call("ec2", "ModifySpotFleetRequest", SpotFleetRequestId=fid,
                      TargetCapacity=target, OnDemandTargetCapacity=on_demand,

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import PROVIDER, REQUEST_TAG, ROOT, tags_of
+from hfenv import PROVIDER, REQUEST_TAG, ROOT, tags_of
 
 SAMPLE = json.loads((ROOT / "conf" / "awsprov_templates.json").read_text())["templates"]
 SANDBOX_ONLY = ("keyName", "instanceProfile")  # account objects the sandbox does not have

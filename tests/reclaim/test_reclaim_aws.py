@@ -1,0 +1,374 @@
+"""getReturnRequests and the orphans command against in-process moto (mock_aws).
+
+EC2's part (interruption notices, reclaims, console stops) is played on moto's backend;
+the plugin's part goes through invoke_provider.run exactly as the scripts call it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import pytest
+import reclaim_helpers as rh
+from reclaim_fixtures import (  # noqa: F401 - fixtures, used by name
+    aws_fixture,
+    drop_plugin_log_handlers_fixture,
+    inst_fixture,
+)
+
+from hostfactory_aws import cli
+from hostfactory_aws.aws import Aws
+from hostfactory_aws.errors import AwsError
+
+
+def launch(install: rh.Install, template: str, count: int) -> list[dict[str, str]]:
+    """requestMachines then getRequestStatus until complete: the hosts HostFactory holds."""
+    code, answer = rh.run_verb(install, "requestMachines",
+                               {"template": {"templateId": template, "machineCount": count}})
+    assert code == 0, answer
+    rid = answer["requestId"]
+    for _ in range(5):
+        code, status = rh.run_verb(install, "getRequestStatus",
+                                   {"requests": [{"requestId": rid}]})
+        assert code == 0, status
+        if status["requests"][0]["status"] != "running":
+            break
+    assert status["requests"][0]["status"] == "complete", status
+    machines = [{"name": m["name"], "machineId": m["machineId"]}
+                for m in status["requests"][0]["machines"]]
+    assert len(machines) == count
+    return machines
+
+
+def reclaims(install: rh.Install, machines: list[dict[str, str]] | None) -> dict[str, Any]:
+    code, answer = rh.run_verb(install, "getReturnRequests",
+                               {} if machines is None else {"machines": machines})
+    assert code == 0, answer
+    assert set(answer) == {"message", "requests"}
+    for r in answer["requests"]:
+        assert set(r) == {"machine", "machineId", "gracePeriod"}
+        assert isinstance(r["gracePeriod"], int) and r["gracePeriod"] >= 0
+    return answer
+
+
+def by_id(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["machineId"]: r for r in answer["requests"]}
+
+
+def fail_on(monkeypatch: pytest.MonkeyPatch, operation: str, code: str = "UnauthorizedOperation",
+            kind: str = "fatal") -> None:
+    """Make one AWS operation fail the way aws.py reports it."""
+    real = Aws.call
+
+    def call(self: Aws, service: str, op: str, **params: Any) -> dict[str, Any]:
+        if op == operation:
+            self.calls[op] += 1
+            raise AwsError(op, code, f"injected {code}", kind)
+        return real(self, service, op, **params)
+
+    monkeypatch.setattr(Aws, "call", call)
+
+
+# -- instances taken outside HostFactory ------------------------------------------------------
+
+def test_terminated_and_stopped_outside_hostfactory_are_reported_with_reason(
+        inst: rh.Install, aws: Any) -> None:
+    held = launch(inst, rh.RI, 3)
+    gone, stopped, fine = (m["machineId"] for m in held)
+    aws.terminate_instances(InstanceIds=[gone])
+    aws.stop_instances(InstanceIds=[stopped])
+
+    for given in (held, None):  # HostFactory's list, and {} (the state's live machines)
+        got = by_id(reclaims(inst, given))
+        assert set(got) == {gone, stopped}
+        assert all(r["gracePeriod"] == 0 for r in got.values())
+        names = {m["machineId"]: m["name"] for m in held}
+        assert got[gone]["machine"] == names[gone] and got[stopped]["machine"] == names[stopped]
+    log = inst.log_text()
+    assert re.search(rf"reclaimed by EC2: {gone} .*instance is terminated \(.*User", log)
+    assert re.search(rf"reclaimed by EC2: {stopped} .*instance is stopped \(.*User", log)
+    assert fine not in re.findall(r"reclaimed by EC2: (i-\w+)", log)
+
+
+def test_machines_hostfactory_returned_itself_are_not_reclaims(inst: rh.Install) -> None:
+    held = launch(inst, rh.RI, 2)
+    code, answer = rh.run_verb(inst, "requestReturnMachines", {"machines": held[:1]})
+    assert code == 0, answer
+    assert reclaims(inst, held)["requests"] == []
+
+
+def test_nothing_reclaimed_gives_an_empty_list(inst: rh.Install) -> None:
+    held = launch(inst, rh.RI, 2)
+    answer = reclaims(inst, held)
+    assert answer["requests"] == [] and "0 of 2" in answer["message"]
+
+
+# -- Spot interruptions -----------------------------------------------------------------------
+
+def test_spot_interruption_notice_is_reported_with_the_time_left(
+        inst: rh.Install, aws: Any) -> None:
+    held = launch(inst, rh.SPOT, 2)
+    rh.link_spot_requests()
+    noticed, calm = held[0]["machineId"], held[1]["machineId"]
+    rh.set_spot_status(noticed, "marked-for-termination", seconds_ago=20)
+
+    got = by_id(reclaims(inst, held))
+    assert set(got) == {noticed}
+    assert 0 < got[noticed]["gracePeriod"] <= 100  # 120 s notice given 20 s ago
+    assert got[noticed]["machine"] == held[0]["name"]
+    assert rh.state_name(aws, noticed) == "running"  # AWS_SPOT_TERMINATE_ON_RECLAIM false
+    assert re.search(rf"reclaimed by EC2: {noticed} .*Spot marked-for-termination",
+                     inst.log_text())
+    assert calm not in re.findall(r"reclaimed by EC2: (i-\w+)", inst.log_text())
+
+
+def test_an_old_notice_has_no_time_left(inst: rh.Install) -> None:
+    held = launch(inst, rh.SPOT, 1)
+    rh.link_spot_requests()
+    rh.set_spot_status(held[0]["machineId"], "marked-for-stop", seconds_ago=600)
+    (r,) = reclaims(inst, held)["requests"]
+    assert r["machineId"] == held[0]["machineId"] and r["gracePeriod"] == 0
+
+
+def test_spot_instance_already_reclaimed_is_reported_with_zero_and_its_reason(
+        inst: rh.Install) -> None:
+    held = launch(inst, rh.SPOT, 2)
+    rh.link_spot_requests()
+    iid = held[1]["machineId"]
+    rh.set_spot_status(iid, "instance-terminated-no-capacity", seconds_ago=5)
+    rh.set_instance_state(iid, "terminated", "Server.SpotInstanceTermination",
+                          "Server.SpotInstanceTermination: Spot instance termination")
+    (r,) = reclaims(inst, held)["requests"]
+    assert r["machineId"] == iid and r["gracePeriod"] == 0
+    line = next(x for x in inst.log_text().splitlines() if f"reclaimed by EC2: {iid}" in x)
+    assert "instance-terminated-no-capacity" in line and "Server.SpotInstanceTermination" in line
+
+
+def test_terminate_on_reclaim_ends_interrupted_spot_instances_at_once(
+        inst: rh.Install, aws: Any) -> None:
+    inst.write_config(AWS_SPOT_TERMINATE_ON_RECLAIM=True)
+    held = launch(inst, rh.SPOT, 2)
+    rh.link_spot_requests()
+    noticed, calm = held[0]["machineId"], held[1]["machineId"]
+    rh.set_spot_status(noticed, "marked-for-termination", seconds_ago=10)
+
+    got = by_id(reclaims(inst, held))
+    assert set(got) == {noticed} and got[noticed]["gracePeriod"] == 0
+    assert rh.state_name(aws, noticed) in ("shutting-down", "terminated")
+    assert rh.state_name(aws, calm) == "running"
+    # Next call: now terminated and not returned by HostFactory, so still reported.
+    assert set(by_id(reclaims(inst, held))) == {noticed}
+
+
+def test_terminate_on_reclaim_never_touches_another_providers_instance(
+        inst: rh.Install, aws: Any) -> None:
+    inst.write_config(AWS_SPOT_TERMINATE_ON_RECLAIM=True)
+    held = launch(inst, rh.SPOT, 1)
+    rh.link_spot_requests()
+    iid = held[0]["machineId"]
+    aws.create_tags(Resources=[iid], Tags=[{"Key": rh.PROVIDER_TAG, "Value": rh.OTHER_PROVIDER}])
+    rh.set_spot_status(iid, "marked-for-termination", seconds_ago=10)
+
+    got = by_id(reclaims(inst, held))
+    assert set(got) == {iid}  # HostFactory holds it, so it is told
+    assert rh.state_name(aws, iid) == "running"  # but it is not ours to terminate
+
+
+# -- failed and partial listings ---------------------------------------------------------------
+
+def test_spot_listing_failure_reports_nothing_not_half(
+        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = launch(inst, rh.SPOT, 2)
+    rh.link_spot_requests()
+    rh.set_spot_status(held[0]["machineId"], "marked-for-termination", seconds_ago=10)
+    aws.terminate_instances(InstanceIds=[held[1]["machineId"]])  # would be a reclaim too
+    fail_on(monkeypatch, "DescribeSpotInstanceRequests")
+
+    code, answer = rh.run_verb(inst, "getReturnRequests", {"machines": held})
+    assert code == 1 and set(answer) == {"message"}
+    msg = answer["message"]
+    assert "DescribeSpotInstanceRequests" in msg and "UnauthorizedOperation" in msg
+    assert "nothing is reported as reclaimed" in msg and "Spot requests" in msg
+
+
+@pytest.mark.parametrize("kind", ["fatal", "throttle"])
+def test_instance_listing_failure_fails_the_call(
+        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    held = launch(inst, rh.RI, 1)
+    aws.terminate_instances(InstanceIds=[held[0]["machineId"]])
+    fail_on(monkeypatch, "DescribeInstances", "RequestLimitExceeded" if kind == "throttle"
+            else "AuthFailure", kind)
+    code, answer = rh.run_verb(inst, "getReturnRequests", {"machines": held})
+    assert code == 1 and set(answer) == {"message"}
+    assert "DescribeInstances" in answer["message"]
+    assert "nothing is reported as reclaimed" in answer["message"]
+
+
+# -- orphans during getReturnRequests ---------------------------------------------------------
+
+def _orphan_world(inst: rh.Install, aws: Any) -> dict[str, Any]:
+    """HostFactory holds 2 machines; around them: an old and a young orphan of ours, and an
+    old instance of another provider and an old untagged one. Everyone is old but the
+    young orphan, so only ownership can save them."""
+    held = launch(inst, rh.RI, 2)
+    old, young = rh.launch_raw(aws, {rh.PROVIDER_TAG: rh.PROVIDER,
+                                     rh.REQUEST_TAG: "req-from-a-lost-state"}, count=2)
+    foreign = rh.launch_raw(aws, {rh.PROVIDER_TAG: rh.OTHER_PROVIDER})[0]
+    untagged = rh.launch_raw(aws, None)[0]
+    for iid in [m["machineId"] for m in held] + [old, foreign, untagged]:
+        rh.age_instance(iid, 120)
+    rh.age_instance(young, 5)
+    return {"held": held, "old": old, "young": young, "foreign": foreign,
+            "untagged": untagged}
+
+
+def _states(aws: Any, world: dict[str, Any]) -> dict[str, str]:
+    ids = [m["machineId"] for m in world["held"]] + [world[k] for k in
+                                                      ("old", "young", "foreign", "untagged")]
+    return {iid: rh.state_name(aws, iid) for iid in ids}
+
+
+def test_orphans_are_logged_and_never_terminated_by_default(inst: rh.Install, aws: Any) -> None:
+    w = _orphan_world(inst, aws)
+    answer = reclaims(inst, w["held"])
+    assert answer["requests"] == []
+    assert "2 orphan instances" in answer["message"]
+    warning = next(x for x in inst.log_text().splitlines() if "orphan instances" in x)
+    assert "WARNING" in warning and w["old"] in warning and w["young"] in warning
+    assert w["foreign"] not in warning and w["untagged"] not in warning
+    assert set(_states(aws, w).values()) == {"running"}
+
+
+def test_orphans_past_the_timeout_are_terminated_when_hostfactory_gave_its_list(
+        inst: rh.Install, aws: Any) -> None:
+    inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
+    w = _orphan_world(inst, aws)
+    answer = reclaims(inst, w["held"])
+    assert answer["requests"] == [] and "1 terminated" in answer["message"]
+    states = _states(aws, w)
+    assert states.pop(w["old"]) in ("shutting-down", "terminated")
+    assert set(states.values()) == {"running"}  # young orphan, held, foreign, untagged
+
+
+def test_orphans_are_not_terminated_when_hostfactory_sent_no_list(
+        inst: rh.Install, aws: Any) -> None:
+    inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
+    w = _orphan_world(inst, aws)
+    answer = reclaims(inst, None)
+    assert "2 orphan instances" in answer["message"]
+    assert set(_states(aws, w).values()) == {"running"}
+
+
+def test_machines_in_hostfactorys_list_survive_a_lost_state_file(
+        inst: rh.Install, aws: Any) -> None:
+    inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
+    w = _orphan_world(inst, aws)
+    inst.state_path.unlink()
+    reclaims(inst, w["held"])
+    states = _states(aws, w)
+    assert [states[m["machineId"]] for m in w["held"]] == ["running", "running"]
+    assert states[w["old"]] in ("shutting-down", "terminated")
+
+
+def test_instances_of_an_abandoned_launch_are_orphans(inst: rh.Install, aws: Any) -> None:
+    inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
+    held = launch(inst, rh.RI, 1)
+    left = launch(inst, rh.RI, 1)[0]["machineId"]
+    data = inst.state()
+    for rec in data["requests"].values():
+        if left in rec.get("instances", {}):
+            rec["launch"] = "abandoned"
+    inst.state_path.write_text(json.dumps(data))
+    rh.age_instance(left, 60)
+    rh.age_instance(held[0]["machineId"], 60)
+    reclaims(inst, held)
+    assert rh.state_name(aws, left) in ("shutting-down", "terminated")
+    assert rh.state_name(aws, held[0]["machineId"]) == "running"
+
+
+# -- the admin command ------------------------------------------------------------------------
+
+def orphans_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                *args: str, stdin: str = "") -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = cli.main(["orphans", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_orphans_command_lists_them_as_a_table_and_as_json(
+        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    w = _orphan_world(inst, aws)
+    code, out, err = orphans_cli(monkeypatch, capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["INSTANCE", "TYPE", "STATE"]
+    assert [x.split()[0] for x in lines[1:]] == [w["old"], w["young"]]  # oldest first
+    assert "req-from-a-lost-state" in lines[1] and "2h00m" in lines[1]
+    assert "sweeping" in err  # progress goes to stderr, not into the table
+
+    code, out, _ = orphans_cli(monkeypatch, capsys, "--json", "--older-than", "60")
+    assert code == 0
+    rows = json.loads(out)["orphans"]
+    assert [r["instanceId"] for r in rows] == [w["old"]]
+    assert rows[0]["requestId"] == "req-from-a-lost-state" and rows[0]["state"] == "running"
+    assert set(_states(aws, w).values()) == {"running"}  # listing touches nothing
+
+
+def test_orphans_command_with_none_exits_zero(
+        inst: rh.Install, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    launch(inst, rh.RI, 1)
+    code, out, _ = orphans_cli(monkeypatch, capsys, "--terminate")
+    assert code == 0 and out.strip() == "no orphan instances"
+
+
+def test_orphans_command_terminates_only_after_yes(
+        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    w = _orphan_world(inst, aws)
+    code, _, err = orphans_cli(monkeypatch, capsys, "--terminate", stdin="no\n")
+    assert code == 1 and "nothing terminated" in err
+    assert set(_states(aws, w).values()) == {"running"}
+
+    code, _, err = orphans_cli(monkeypatch, capsys, "--terminate", stdin="yes\n")
+    assert code == 0 and "type 'yes'" in err
+    states = _states(aws, w)
+    for key in ("old", "young"):
+        assert states.pop(w[key]) in ("shutting-down", "terminated")
+    assert set(states.values()) == {"running"}  # held, foreign, untagged
+
+
+def test_orphans_command_yes_flag_and_json_report(
+        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    w = _orphan_world(inst, aws)
+    code, out, _ = orphans_cli(monkeypatch, capsys, "--terminate", "--yes", "--json",
+                               "--older-than", "60")
+    assert code == 0
+    assert json.loads(out)["terminated"] == [w["old"]]
+    assert rh.state_name(aws, w["young"]) == "running"
+
+
+def test_orphans_command_refuses_to_terminate_with_an_empty_state(
+        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    w = _orphan_world(inst, aws)
+    inst.state_path.unlink()
+    code, out, err = orphans_cli(monkeypatch, capsys, "--terminate", "--yes")
+    assert code == 1 and "refusing" in err
+    held_ids = [m["machineId"] for m in w["held"]]
+    assert all(i in out for i in held_ids)  # listed: the admin sees what it would have hit
+    assert set(_states(aws, w).values()) == {"running"}
+
+
+def test_orphans_command_error_exits_one(
+        inst: rh.Install, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fail_on(monkeypatch, "DescribeInstances", "AuthFailure")
+    code, out, err = orphans_cli(monkeypatch, capsys)
+    assert code == 1 and out == "" and "AuthFailure" in err
