@@ -146,13 +146,20 @@ class CallCounter:
         self.calls: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    def counts(self) -> dict[str, int]:
+        """AWS calls received since the last clear, by action (a copy)."""
+        with self._lock:
+            return dict(self.calls)
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") == "/_hf/calls":
             if environ["REQUEST_METHOD"] == "DELETE":
-                with self._lock:
-                    self.calls.clear()
-            with self._lock:
-                body = json.dumps(self.calls).encode()
+                self.clear()
+            body = json.dumps(self.counts()).encode()
             start_response("200 OK", [("Content-Type", "application/json"),
                                       ("Content-Length", str(len(body)))])
             return [body]
@@ -188,6 +195,16 @@ def moto_app() -> Any:
 
     make_moto_faithful()
     return DomainDispatcherApplication(create_backend_app)
+
+
+def reset_moto(url: str) -> None:
+    """A fresh moto behind the sandbox server at ``url`` (moto's own reset endpoint)."""
+    import urllib.request
+
+    req = urllib.request.Request(url + "/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"moto reset at {url} answered {resp.status}")
 
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:

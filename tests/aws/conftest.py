@@ -9,7 +9,6 @@ default subnets.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import uuid
 from typing import Any, Callable, Iterator
@@ -20,17 +19,6 @@ from hostfactory_aws import aws, context, records, sandbox
 
 REGION = "us-east-1"
 
-
-@pytest.fixture(autouse=True)
-def _drop_plugin_log_handlers() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    yield
-    for handler in list(root.handlers):
-        if getattr(handler, "_hostfactory_aws", False):
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -68,18 +67,14 @@ class Server:
 
     def reset(self) -> None:
         self.deny.actions.clear()
-        req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            assert resp.status == 200
+        sandbox.reset_moto(self.url)
         self.reset_calls()
 
     def reset_calls(self) -> None:
-        with self.counter._lock:
-            self.counter.calls.clear()
+        self.counter.clear()
 
     def calls(self) -> dict[str, int]:
-        with self.counter._lock:
-            return dict(self.counter.calls)
+        return self.counter.counts()
 
     def client(self, service: str) -> Any:
         """The test's own boto3 client, to set things up and look behind the plugin's back."""

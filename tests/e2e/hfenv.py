@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,19 +79,15 @@ class MotoServer:
     def reset(self) -> None:
         """A fresh moto, no faults, no counted calls."""
         self.faults.clear()
-        req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            assert resp.status == 200
+        sandbox.reset_moto(self.url)
         self.reset_calls()
 
     def reset_calls(self) -> None:
-        with self.counter._lock:
-            self.counter.calls.clear()
+        self.counter.clear()
 
     def calls(self) -> dict[str, int]:
         """AWS calls received since the last reset, by action (a copy)."""
-        with self.counter._lock:
-            return dict(self.counter.calls)
+        return self.counter.counts()
 
     @property
     def ec2(self) -> Any:

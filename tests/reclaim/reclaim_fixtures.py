@@ -11,26 +11,12 @@ knows them by their ``name``).
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import reclaim_helpers as rh
-
-
-@pytest.fixture(autouse=True, name="_drop_plugin_log_handlers")
-def drop_plugin_log_handlers_fixture() -> Iterator[None]:
-    """invoke_provider.run() adds a file handler to the root logger once per process."""
-    root = logging.getLogger()
-    level = root.level
-    yield
-    for handler in list(root.handlers):
-        if getattr(handler, "_hostfactory_aws", False):
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
 
 
 @pytest.fixture(name="aws")

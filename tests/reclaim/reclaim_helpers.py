@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -264,15 +263,11 @@ class Server:
 
     def reset(self) -> None:
         self.faults.clear()
-        req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            assert resp.status == 200
+        sandbox.reset_moto(self.url)
         self.reset_calls()
 
     def reset_calls(self) -> None:
-        with self.counter._lock:
-            self.counter.calls.clear()
+        self.counter.clear()
 
     def calls(self) -> dict[str, int]:
-        with self.counter._lock:
-            return dict(self.counter.calls)
+        return self.counter.counts()

@@ -15,7 +15,6 @@ import pytest
 import reclaim_helpers as rh
 from reclaim_fixtures import (  # noqa: F401 - fixtures, used by name
     aws_fixture,
-    drop_plugin_log_handlers_fixture,
     inst_fixture,
 )
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import reclaim_helpers as rh
 from reclaim_fixtures import (  # noqa: F401 - fixtures, used by name
-    drop_plugin_log_handlers_fixture,
     server_fixture,
     site_fixture,
 )

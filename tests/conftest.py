@@ -1,8 +1,4 @@
-"""Unit-test fixtures: pure modules only, no AWS, no mocks.
-
-The one shared concern is logging: invoke_provider.run() attaches a file handler to the root
-logger (once per process), so each test that goes through run() gets it removed afterwards.
-"""
+"""Fixtures for every test directory."""
 
 from __future__ import annotations
 
@@ -14,6 +10,8 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _drop_plugin_log_handlers() -> Iterator[None]:
+    """invoke_provider.run() adds a file handler to the root logger once per process; tests
+    that call it in-process must not leave it (or its level) for the next test."""
     root = logging.getLogger()
     level = root.level
     yield
