@@ -44,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from hostfactory_aws import sandbox  # noqa: E402
+from hostfactory_aws.admin import sandbox  # noqa: E402
 
 VERBS = ("getAvailableTemplates", "requestMachines", "getRequestStatus",
          "requestReturnMachines", "getReturnRequests")
@@ -58,8 +58,8 @@ KINDS: dict[str, dict[str, Any]] = {
 MACHINE_SCALES = (1, 100, 1000, 5000)
 REQUEST_SCALES = (1, 10, 100)
 MACHINES_PER_REQUEST = 2          # "a few machines each" in the open-requests scenarios
-RUN_INSTANCES_BATCH = 500         # hostfactory_aws.apis.run_instances.BATCH
-DESCRIBE_PAGE = 1000              # hostfactory_aws.instances.PAGE
+RUN_INSTANCES_BATCH = 500         # hostfactory_aws.cloud.apis.run_instances.BATCH
+DESCRIBE_PAGE = 1000              # hostfactory_aws.cloud.instances.PAGE
 ACTION_TIMEOUT = 240              # HF_PROVIDER_ACTION_TIMEOUT in published configs
 PROVIDER = "bench"
 ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],

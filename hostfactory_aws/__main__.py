@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from hostfactory_aws.admin.cli import main
 
 sys.exit(main())

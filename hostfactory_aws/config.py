@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError
-from .validate import checked, coerce_numeric_strings, load_json_file
+from hostfactory_aws.errors import ConfigError
+from hostfactory_aws.schema import checked, coerce_numeric_strings, load_json_file
 
 DEFAULTS: dict[str, Any] = {
     "AWS_CONNECTION_TIMEOUT_MS": 10000,

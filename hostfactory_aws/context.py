@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import ConfigError
+from hostfactory_aws.errors import ConfigError
 
 PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,7 +58,7 @@ class Context:
     @property
     def config(self) -> dict[str, Any]:
         if self._config is None:
-            from .config import load_config
+            from hostfactory_aws.config import load_config
 
             self._config = load_config(self.config_path, self.validated_path)
         return self._config
@@ -66,7 +66,7 @@ class Context:
     @property
     def templates(self) -> list[dict[str, Any]]:
         if self._templates is None:
-            from .templates import load_templates
+            from hostfactory_aws.templates import load_templates
 
             self._templates = load_templates(self.templates_path, self.validated_path)
         return self._templates
@@ -74,13 +74,13 @@ class Context:
     @property
     def aws(self) -> Any:
         if self._aws is None:
-            from .aws import Aws
+            from hostfactory_aws.cloud.session import Aws
 
             self._aws = Aws(self.config)
         return self._aws
 
     def template(self, template_id: str) -> dict[str, Any]:
-        from .templates import by_id
+        from hostfactory_aws.templates import by_id
 
         t = by_id(self.templates, template_id)
         if t is None:

@@ -29,7 +29,7 @@ USAGE = f"usage: invoke_provider.py {{{'|'.join(VERBS)}}} [-f FILE]  (JSON input
 
 def read_input(args: list[str], stdin: IO[str]) -> Any:
     """The input JSON from ``-f FILE`` or standard input; empty input means ``{}``."""
-    from .errors import InputError
+    from hostfactory_aws.errors import InputError
 
     if args[:1] == ["-f"]:
         if len(args) != 2:
@@ -56,56 +56,10 @@ def read_input(args: list[str], stdin: IO[str]) -> Any:
     return data
 
 
-LOG_MAX_BYTES = 10 * 1024 * 1024
-LOG_BACKUPS = 5
-
-
-def rotate_log(path: str, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS) -> None:
-    """Rotate like RotatingFileHandler (path -> path.1 ... path.N), once as a call starts.
-
-    A call writes a few lines, so checking at start keeps the same bound; and
-    logging.handlers (socket, pickle, queue) would cost ~10 ms, a tenth of a short call.
-    Another call rotating at the same moment is harmless: a rename that fails is skipped.
-    """
-    try:
-        if os.path.getsize(path) < max_bytes:
-            return
-    except OSError:
-        return
-    import contextlib
-
-    for i in range(backups, 0, -1):
-        src = f"{path}.{i - 1}" if i > 1 else path
-        with contextlib.suppress(OSError):
-            os.replace(src, f"{path}.{i}")
-
-
-def setup_logging(ctx: Any, level: str = "INFO") -> None:
-    import logging
-
-    from .context import ensure_dirs
-
-    ensure_dirs(ctx)
-    root = logging.getLogger()
-    if any(getattr(h, "_hostfactory_aws", False) for h in root.handlers):
-        return
-    path = os.path.join(ctx.log_dir, f"{ctx.provider}-hostfactory-aws.log")
-    rotate_log(path)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler._hostfactory_aws = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    for noisy in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    logging.captureWarnings(True)
-
-
 def dispatch(verb: str, data: dict[str, Any], ctx: Any) -> dict[str, Any]:
     import importlib
 
-    module = importlib.import_module(f"hostfactory_aws.{VERBS[verb]}")
+    module = importlib.import_module(f"hostfactory_aws.verbs.{VERBS[verb]}")
     return module.run(ctx, data)
 
 
@@ -114,7 +68,7 @@ def run(argv: list[str], stdin: IO[str] | None = None,
     """The whole call, minus printing: returns (exit code, answer)."""
     import logging
 
-    from .errors import AwsError, HostFactoryError
+    from hostfactory_aws.errors import AwsError, HostFactoryError
 
     start = time.monotonic()
     log = logging.getLogger("hostfactory_aws")
@@ -122,12 +76,14 @@ def run(argv: list[str], stdin: IO[str] | None = None,
     verb = argv[0] if argv else ""
     try:
         if verb not in VERBS:
-            from .errors import InputError
+            from hostfactory_aws.errors import InputError
 
             raise InputError(f"unknown verb '{verb}'; {USAGE}")
-        from .context import resolve
+        from hostfactory_aws.context import resolve
 
         ctx = resolve(env)
+        from hostfactory_aws.logs import setup_logging
+
         setup_logging(ctx)
         data = read_input(argv[1:], stdin if stdin is not None else sys.stdin)
         logging.getLogger().setLevel(ctx.config["LogLevel"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from . import tags as tagmod
+from hostfactory_aws import tags as tagmod
 
 GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 EXECUTING, SUCCEED, FAIL = "executing", "succeed", "fail"

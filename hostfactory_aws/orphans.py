@@ -18,18 +18,15 @@ any instance the sweep saw is already accounted for in that read.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
-from . import instances, state
-from . import tags as tagmod
-from .errors import AwsError
-from .machines import epoch, state_of
+from hostfactory_aws import state
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import instances
+from hostfactory_aws.errors import AwsError
+from hostfactory_aws.machines import epoch, state_of
 
 log = logging.getLogger(__name__)
 ENDED_STATES = frozenset({"terminated", "shutting-down"})
@@ -43,9 +40,8 @@ def open_requests(snapshot: dict[str, Any],
     after any HostFactory action timeout (a requestMachines killed between its last state
     write and printing its answer: HostFactory never got the id, and polls every request).
     """
-    import time
 
-    from .records import IN_FLIGHT_MAX_SEC
+    from hostfactory_aws.records import IN_FLIGHT_MAX_SEC
 
     now = time.time() if now is None else now
     rids: set[str] = set()
@@ -132,7 +128,7 @@ def handle(ctx: Any, found: dict[str, dict[str, Any]], held: list[dict[str, str]
     timeout = int(cfg.get("AWS_ORPHAN_TIMEOUT_MINUTES", 0))
     log.warning("%d orphan instances (tagged %s=%s, held by no request): %s",
                 len(found_orphans), tagmod.PROVIDER, ctx.provider,
-                ", ".join(f"{o['instanceId']} ({o['state']}, {_age(o['ageSeconds'])}, "
+                ", ".join(f"{o['instanceId']} ({o['state']}, {age_text(o['ageSeconds'])}, "
                           f"request {o['requestId'] or '-'})" for o in found_orphans))
     doomed = overdue(found_orphans, timeout) if held is not None else []
     if not doomed:
@@ -149,110 +145,7 @@ def handle(ctx: Any, found: dict[str, dict[str, Any]], held: list[dict[str, str]
     return found_orphans, done
 
 
-# -- the admin command ------------------------------------------------------------------------
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--terminate", action="store_true",
-                   help="terminate the orphans listed (asks for confirmation)")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--older-than", type=int, default=0, metavar="MINUTES",
-                   help="only orphans launched more than MINUTES ago (default 0: all)")
-
-
-def orphans_command(args: argparse.Namespace, stdin: Any = None,
-                    out: Callable[[str], None] | None = None,
-                    err: Callable[[str], None] | None = None) -> int:
-    """``hostfactory-aws orphans``: list (and with --terminate, end) this provider's orphans.
-
-    Works from one sweep and the state file; HostFactory's own list is not available here,
-    so an empty state (lost work dir) refuses to terminate anything. Exit 0 when there are
-    none or after listing / terminating, 1 on any error or when termination is declined.
-    """
-    from .context import resolve
-    from .errors import HostFactoryError
-    from .invoke_provider import setup_logging
-
-    say = out or (lambda s: sys.stdout.write(s + "\n"))
-    note = err or (lambda s: sys.stderr.write(s + "\n"))
-    stdin = sys.stdin if stdin is None else stdin
-    try:
-        ctx = resolve()
-        setup_logging(ctx, ctx.config["LogLevel"])
-        note(f"sweeping {ctx.config['AWS_REGION']} for instances tagged "
-             f"{tagmod.PROVIDER}={ctx.provider} ...")
-        found = instances.sweep(ctx.aws, ctx.provider)
-        snapshot = state.read(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"])
-        now = time.time()
-        rows = [o for o in find(found, snapshot, ctx.provider, now)
-                if o["ageSeconds"] >= max(0, args.older_than) * 60]
-    except HostFactoryError as exc:
-        note(f"error: {exc}")
-        return 1
-    note(f"{len(found)} tagged instances, {len(rows)} orphans (state {ctx.state_path})")
-    answer: dict[str, Any] = {"provider": ctx.provider, "orphans": rows}
-    if not args.json:
-        say(table(rows) if rows else "no orphan instances")
-    if not rows or not args.terminate:
-        if args.json:
-            say(json.dumps(answer, indent=2))
-        return 0
-
-    code = _terminate_confirmed(ctx, rows, found, snapshot, args.yes, stdin, note, answer)
-    if args.json:
-        say(json.dumps(answer, indent=2))
-    return code
-
-
-def _terminate_confirmed(ctx: Any, rows: list[dict[str, Any]], found: dict[str, Any],
-                         snapshot: dict[str, Any], assume_yes: bool, stdin: Any,
-                         note: Callable[[str], None], answer: dict[str, Any]) -> int:
-    if not any(r.get("kind") == "create" for r in snapshot.get("requests", {}).values()):
-        note(f"refusing to terminate: the state file {ctx.state_path} holds no request "
-             "(new or lost work dir?), so machines HostFactory still holds cannot be told "
-             "from orphans. Check them, then terminate by hand.")
-        answer["error"] = "state file holds no request; nothing terminated"
-        return 1
-    if not assume_yes:
-        note(f"terminate these {len(rows)} instances? type 'yes' to confirm: ")
-        reply = (stdin.readline() if stdin is not None else "").strip()
-        if reply != "yes":
-            note("not confirmed: nothing terminated")
-            answer["error"] = "not confirmed; nothing terminated"
-            return 1
-    log.warning("orphans command: terminating %d orphans: %s", len(rows),
-                [r["instanceId"] for r in rows])
-    try:
-        done, refused = terminate(ctx.aws, rows, found, ctx.provider)
-    except AwsError as exc:
-        note(f"error: {exc}")
-        answer["error"] = str(exc)
-        return 1
-    answer["terminated"], answer["refused"] = done, refused
-    note(f"terminating {len(done)} instances: {' '.join(done) or '-'}")
-    for iid, why in refused.items():
-        note(f"{iid}: {why}")
-        log.error("orphans command: %s: %s", iid, why)
-    return 1 if refused else 0
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    head = ("INSTANCE", "TYPE", "STATE", "LAUNCHED (UTC)", "REQUEST", "TEMPLATE", "AGE")
-    lines = [head] + [(r["instanceId"], r["instanceType"] or "-", r["state"],
-                       _when(r["launchTime"]), r["requestId"] or "-", r["templateId"] or "-",
-                       _age(r["ageSeconds"])) for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
-                     for line in lines)
-
-
-def _when(ts: int) -> str:
-    if not ts:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _age(seconds: int) -> str:
+def age_text(seconds: int) -> str:
     minutes = seconds // 60
     if minutes < 60:
         return f"{minutes}m"

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any, Callable
 
-from .machines import GONE_STATES
+from hostfactory_aws.machines import GONE_STATES
 
 # HostFactory kills a call after its action timeout (240-300 s in published configs): an
 # in-flight record older than this belongs to a call that is certainly dead.

@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any, Iterator
 
-from .errors import StateError
+from hostfactory_aws.errors import StateError
 
 log = logging.getLogger(__name__)
 VERSION = 1

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from . import tags as tagmod
-from .errors import ConfigError
-from .validate import checked, coerce_numeric_strings, load_json_file
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.errors import ConfigError
+from hostfactory_aws.schema import checked, coerce_numeric_strings, load_json_file
 
 INT_FIELDS = {"maxNumber", "rootDeviceVolumeSize", "iops", "percentOnDemand",
               "spotFleetRequestExpiry", "priority"}

@@ -15,7 +15,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from hostfactory_aws import aws, context, records, sandbox
+from hostfactory_aws import context, records
+from hostfactory_aws.admin import sandbox
+from hostfactory_aws.cloud import session
 
 REGION = "us-east-1"
 
@@ -57,16 +59,16 @@ def _one_boto3_session_per_module(request: pytest.FixtureRequest,
     if "moto" not in request.fixturenames:
         return
     sessions = request.getfixturevalue("_boto3_sessions")
-    original = aws.Aws._make_session
+    original = session.Aws._make_session
 
-    def make_session(self: aws.Aws) -> Any:
+    def make_session(self: session.Aws) -> Any:
         cfg = self.config
         key = (cfg["AWS_REGION"], cfg.get("AWS_PROFILE"), cfg.get("AWS_CREDENTIAL_FILE"))
         if key not in sessions:
             sessions[key] = original(self)
         return sessions[key]
 
-    monkeypatch.setattr(aws.Aws, "_make_session", make_session)
+    monkeypatch.setattr(session.Aws, "_make_session", make_session)
 
 
 @pytest.fixture

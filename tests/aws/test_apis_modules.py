@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import pytest
 
-from hostfactory_aws import launch_spec
 from hostfactory_aws import tags as tagmod
-from hostfactory_aws.apis import asg, ec2_fleet, spot_fleet
+from hostfactory_aws.cloud import launch_spec
+from hostfactory_aws.cloud.apis import asg, ec2_fleet, spot_fleet
 
 ACCOUNT, REGION = "123456789012", "us-east-1"  # moto's default account
 FLEET_ROLE = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from hostfactory_aws import get_request_status, request_machines, request_return_machines, state
+from hostfactory_aws import state
 from hostfactory_aws import tags as tagmod
+from hostfactory_aws.verbs import get_request_status, request_machines, request_return_machines
 
 FLEET_ROLE = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
 WEIGHTS = {"m5.large": 1, "m5.xlarge": 2}

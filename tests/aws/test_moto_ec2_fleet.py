@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hostfactory_aws import tags as tagmod
-from hostfactory_aws.apis import ec2_fleet
+from hostfactory_aws.cloud.apis import ec2_fleet
 from hostfactory_aws.errors import AwsError
 
 

@@ -1,4 +1,5 @@
-"""instances.py and ec2_info.py against moto: the tag sweep, lookups, termination, type facts."""
+"""cloud/instances.py and cloud/instance_types.py against moto: the sweep, lookups,
+termination, instance-type facts."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from hostfactory_aws import ec2_info, instances
 from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import instance_types, instances
 from hostfactory_aws.errors import AwsError, ConfigError
 
 
@@ -128,7 +129,7 @@ def test_tag(ctx: Any, ec2: Any, ami: str, described: Any) -> None:
 
 def test_instance_specs_from_aws_then_from_the_cache(ctx: Any) -> None:
     cache = os.path.join(ctx.work_dir, "instance_types.json")
-    specs = ec2_info.instance_specs(lambda: ctx.aws, ["m5.large", "m6g.large"], cache)
+    specs = instance_types.instance_specs(lambda: ctx.aws, ["m5.large", "m6g.large"], cache)
     assert specs == {"m5.large": {"ncpus": 2, "ncores": 1, "nram": 8192, "arch": "X86_64"},
                      "m6g.large": {"ncpus": 2, "ncores": 2, "nram": 8192, "arch": "ARM64"}}
     assert ctx.aws.calls["DescribeInstanceTypes"] == 1
@@ -138,14 +139,14 @@ def test_instance_specs_from_aws_then_from_the_cache(ctx: Any) -> None:
     def no_aws() -> Any:
         raise AssertionError("the cache should have answered")
 
-    assert ec2_info.instance_specs(no_aws, ["m6g.large"], cache) == {
+    assert instance_types.instance_specs(no_aws, ["m6g.large"], cache) == {
         "m6g.large": specs["m6g.large"]}
 
 
 def test_instance_specs_asks_only_for_new_types(ctx: Any) -> None:
     cache = os.path.join(ctx.work_dir, "instance_types.json")
-    ec2_info.instance_specs(lambda: ctx.aws, ["m5.large"], cache)
-    got = ec2_info.instance_specs(lambda: ctx.aws, ["m5.large", "c5.xlarge"], cache)
+    instance_types.instance_specs(lambda: ctx.aws, ["m5.large"], cache)
+    got = instance_types.instance_specs(lambda: ctx.aws, ["m5.large", "c5.xlarge"], cache)
     assert got["c5.xlarge"]["ncpus"] == 4
     assert ctx.aws.calls["DescribeInstanceTypes"] == 2
 
@@ -153,7 +154,7 @@ def test_instance_specs_asks_only_for_new_types(ctx: Any) -> None:
 def test_unknown_instance_type_names_vmtype(ctx: Any) -> None:
     cache = os.path.join(ctx.work_dir, "instance_types.json")
     with pytest.raises(ConfigError) as exc:
-        ec2_info.instance_specs(lambda: ctx.aws, ["m5.huge"], cache)
+        instance_types.instance_specs(lambda: ctx.aws, ["m5.huge"], cache)
     assert "vmType" in str(exc.value) and "m5.huge" in str(exc.value)
     assert "us-east-1" in str(exc.value)
     assert not os.path.exists(cache)
@@ -161,15 +162,15 @@ def test_unknown_instance_type_names_vmtype(ctx: Any) -> None:
 
 def test_root_device_name_is_cached(ctx: Any, ami: str) -> None:
     cache = os.path.join(ctx.work_dir, "images.json")
-    assert ec2_info.root_device_name(ctx.aws, ami, cache) == "/dev/xvda"
-    assert ec2_info.root_device_name(ctx.aws, ami, cache) == "/dev/xvda"
+    assert instance_types.root_device_name(ctx.aws, ami, cache) == "/dev/xvda"
+    assert instance_types.root_device_name(ctx.aws, ami, cache) == "/dev/xvda"
     assert ctx.aws.calls["DescribeImages"] == 1
 
 
 def test_resolve_image_from_ssm(ctx: Any) -> None:
     path = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64"
-    image = ec2_info.resolve_image(ctx.aws, path)
+    image = instance_types.resolve_image(ctx.aws, path)
     assert image.startswith("ami-")
-    assert ec2_info.resolve_image(ctx.aws, "resolve:ssm:" + path) == image
-    assert ec2_info.resolve_image(ctx.aws, "ami-12345678") == "ami-12345678"
+    assert instance_types.resolve_image(ctx.aws, "resolve:ssm:" + path) == image
+    assert instance_types.resolve_image(ctx.aws, "ami-12345678") == "ami-12345678"
     assert ctx.aws.calls["GetParameter"] == 2

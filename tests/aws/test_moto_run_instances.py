@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 
 from hostfactory_aws import tags as tagmod
-from hostfactory_aws.apis import run_instances
+from hostfactory_aws.cloud.apis import run_instances
 from hostfactory_aws.errors import AwsError
 
 Fail = Callable[[str, dict[str, Any]], "AwsError | None"]

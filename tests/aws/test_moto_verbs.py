@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from hostfactory_aws import (
+from hostfactory_aws import state
+from hostfactory_aws.errors import AwsError, ConfigError, InputError
+from hostfactory_aws.verbs import (
     get_available_templates,
     get_request_status,
     request_machines,
     request_return_machines,
-    state,
 )
-from hostfactory_aws.errors import AwsError, ConfigError, InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -23,7 +23,7 @@ SCRIPTS = ROOT / "scripts"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hostfactory_aws import sandbox  # noqa: E402
+from hostfactory_aws.admin import sandbox  # noqa: E402
 
 REGION = "us-east-1"
 PROVIDER = "awscli"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from clisupport import PROVIDER, Site, tags_of
 
-from hostfactory_aws import launch_spec
+from hostfactory_aws.cloud import launch_spec
 
 BOOT = "#!/bin/bash\necho booting >> /var/log/boot.log\n"
 

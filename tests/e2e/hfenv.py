@@ -31,7 +31,7 @@ for extra in (ROOT, ROOT / "tests" / "support"):
 
 from faults import FaultInjector  # noqa: E402
 
-from hostfactory_aws import sandbox  # noqa: E402
+from hostfactory_aws.admin import sandbox  # noqa: E402
 
 REGION = "us-east-1"
 PROVIDER = "awsinst"
@@ -52,12 +52,13 @@ LOG_CALL = re.compile(r" hostfactory_aws: (\w+) .*?-> (ok|FAILED) in \d")
 BULK_DRIVER = """
 import io, json, sys
 sys.path.insert(0, sys.argv[1])
-from hostfactory_aws import aws
+from hostfactory_aws.cloud import session
 from hostfactory_aws.invoke_provider import run
 shared = {}
-make_session = aws.Aws._make_session
+make_session = session.Aws._make_session
 # one botocore session for all calls: its models are parsed once, not once per call
-aws.Aws._make_session = lambda self: shared.get("s") or shared.setdefault("s", make_session(self))
+session.Aws._make_session = (
+    lambda self: shared.get("s") or shared.setdefault("s", make_session(self)))
 out = []
 for payload in json.load(sys.stdin):
     stdin = io.StringIO(json.dumps(payload))

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hostfactory_aws import sandbox  # noqa: E402
+from hostfactory_aws.admin import sandbox  # noqa: E402
 
 PROVIDER = "perf"
 ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
@@ -33,12 +33,13 @@ ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
 SETUP_DRIVER = """
 import io, json, sys
 sys.path.insert(0, sys.argv[1])
-from hostfactory_aws import aws
+from hostfactory_aws.cloud import session
 from hostfactory_aws.invoke_provider import run
 shared = {}
-make_session = aws.Aws._make_session
+make_session = session.Aws._make_session
 # one botocore session for all calls: its models are parsed once, not once per call
-aws.Aws._make_session = lambda self: shared.get("s") or shared.setdefault("s", make_session(self))
+session.Aws._make_session = (
+    lambda self: shared.get("s") or shared.setdefault("s", make_session(self)))
 out = []
 for payload in json.load(sys.stdin):
     code, answer = run(["requestMachines"], io.StringIO(json.dumps(payload)))

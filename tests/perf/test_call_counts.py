@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from hostfactory_aws.apis.run_instances import BATCH
+from hostfactory_aws.cloud.apis.run_instances import BATCH
 
 
 def _status_input(ids: list[str]) -> dict:

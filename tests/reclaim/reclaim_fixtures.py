@@ -24,7 +24,7 @@ def aws_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """In-process moto: a boto3 EC2 client of the test, fake credentials, nothing real."""
     from moto import mock_aws
 
-    from hostfactory_aws import sandbox
+    from hostfactory_aws.admin import sandbox
 
     for key, value in sandbox.FAKE_CREDENTIALS.items():
         monkeypatch.setenv(key, value)

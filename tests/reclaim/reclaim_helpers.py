@@ -24,7 +24,7 @@ for extra in (ROOT, ROOT / "tests" / "support"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from hostfactory_aws import sandbox  # noqa: E402
+from hostfactory_aws.admin import sandbox  # noqa: E402
 
 REGION = "us-east-1"
 PROVIDER = "awsinst"

@@ -18,8 +18,8 @@ from reclaim_fixtures import (  # noqa: F401 - fixtures, used by name
     inst_fixture,
 )
 
-from hostfactory_aws import cli
-from hostfactory_aws.aws import Aws
+from hostfactory_aws.admin import cli
+from hostfactory_aws.cloud.session import Aws
 from hostfactory_aws.errors import AwsError
 
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from hostfactory_aws import orphans, spot
-from hostfactory_aws.get_return_requests import state_reason
+from hostfactory_aws import orphans
+from hostfactory_aws.admin import orphans as orphans_cmd
+from hostfactory_aws.cloud import spot_notices
+from hostfactory_aws.verbs.get_return_requests import state_reason
 
 NOW = 1_800_000_000.0
 PROVIDER = "awsinst"
@@ -41,76 +43,76 @@ def request(code: str, seconds_ago: float | None = 30, iid: str = "i-1") -> dict
     (-50, 120),  # notice stamped in the future (clock skew): never more than EC2's 120 s
 ])
 def test_grace_period_is_what_is_left_of_the_two_minutes(age: float, grace: int) -> None:
-    assert spot.grace_period(at(age), NOW) == grace
+    assert spot_notices.grace_period(at(age), NOW) == grace
 
 
 def test_grace_period_accepts_epoch_and_iso_times() -> None:
-    assert spot.grace_period(NOW - 45, NOW) == 75
+    assert spot_notices.grace_period(NOW - 45, NOW) == 75
     iso = at(45).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    assert spot.grace_period(iso, NOW) == 75
+    assert spot_notices.grace_period(iso, NOW) == 75
 
 
 def test_grace_period_without_a_time_is_zero() -> None:
-    assert spot.grace_period(None, NOW) == 0
+    assert spot_notices.grace_period(None, NOW) == 0
 
 
 # -- Spot status codes ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code", sorted(spot.NOTICE_CODES) + ["marked-for-something-new"])
+@pytest.mark.parametrize("code", sorted(spot_notices.NOTICE_CODES) + ["marked-for-something-new"])
 def test_marked_codes_are_notices(code: str) -> None:
-    assert spot.classify(code) == "notice"
+    assert spot_notices.classify(code) == "notice"
 
 
-@pytest.mark.parametrize("code", sorted(spot.RECLAIMED_CODES)
+@pytest.mark.parametrize("code", sorted(spot_notices.RECLAIMED_CODES)
                          + ["instance-terminated-for-a-new-reason"])
 def test_instance_taken_codes_are_reclaims(code: str) -> None:
-    assert spot.classify(code) == "reclaimed"
+    assert spot_notices.classify(code) == "reclaimed"
 
 
-@pytest.mark.parametrize("code", sorted(spot.USER_CODES) + [
+@pytest.mark.parametrize("code", sorted(spot_notices.USER_CODES) + [
     "fulfilled", "pending-evaluation", "pending-fulfillment", "capacity-not-available",
     "price-too-low", "canceled-before-fulfillment", "", "instance-stopped-by-user-x"])
 def test_user_and_lifecycle_codes_are_not_reclaims(code: str) -> None:
-    assert spot.classify(code) == "none"
+    assert spot_notices.classify(code) == "none"
 
 
 def test_notice_for_a_running_instance_carries_the_time_left() -> None:
-    n = spot.notice(request("marked-for-termination", 30), instance(), NOW)
+    n = spot_notices.notice(request("marked-for-termination", 30), instance(), NOW)
     assert n is not None and n.pending and n.grace_period == 90
     assert "marked-for-termination" in n.reason and "msg marked-for-termination" in n.reason
 
 
 def test_notice_for_an_instance_already_gone_has_no_time_left() -> None:
-    n = spot.notice(request("marked-for-stop", 10), instance(state="stopping"), NOW)
+    n = spot_notices.notice(request("marked-for-stop", 10), instance(state="stopping"), NOW)
     assert n is not None and n.grace_period == 0 and not n.pending
 
 
 def test_reclaimed_code_has_no_time_left_even_if_the_instance_still_shows_running() -> None:
-    n = spot.notice(request("instance-terminated-no-capacity", 5), instance(), NOW)
+    n = spot_notices.notice(request("instance-terminated-no-capacity", 5), instance(), NOW)
     assert n is not None and n.grace_period == 0
 
 
 def test_no_notice_for_fulfilled_or_user_codes_or_no_request() -> None:
-    assert spot.notice(request("fulfilled"), instance(), NOW) is None
-    assert spot.notice(request("instance-terminated-by-user"), instance(), NOW) is None
-    assert spot.notice(None, instance(), NOW) is None
+    assert spot_notices.notice(request("fulfilled"), instance(), NOW) is None
+    assert spot_notices.notice(request("instance-terminated-by-user"), instance(), NOW) is None
+    assert spot_notices.notice(None, instance(), NOW) is None
 
 
 def test_a_persistent_request_refulfilled_elsewhere_says_nothing_of_this_instance() -> None:
-    assert spot.notice(request("marked-for-termination", iid="i-other"), instance(), NOW) \
+    assert spot_notices.notice(request("marked-for-termination", iid="i-other"), instance(), NOW) \
         is None
 
 
 def test_spot_request_id_only_for_spot_instances() -> None:
     inst = instance()
     inst["SpotInstanceRequestId"] = "sir-9"
-    assert spot.spot_request_id(inst) == ""  # no InstanceLifecycle: On-Demand
+    assert spot_notices.spot_request_id(inst) == ""  # no InstanceLifecycle: On-Demand
     inst["InstanceLifecycle"] = "spot"
-    assert spot.spot_request_id(inst) == "sir-9"
+    assert spot_notices.spot_request_id(inst) == "sir-9"
 
 
 class _Pages:
-    """Just enough of Aws for spot.describe: records every call."""
+    """Just enough of Aws for spot_notices.describe: records every call."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
@@ -124,7 +126,7 @@ class _Pages:
 def test_describe_batches_200_request_ids_per_call_with_max_page() -> None:
     aws = _Pages()
     ids = [f"sir-{i:04d}" for i in range(450)] + ["sir-0001", ""]
-    got = spot.describe(aws, ids)  # type: ignore[arg-type]
+    got = spot_notices.describe(aws, ids)  # type: ignore[arg-type]
     assert len(got) == 450
     assert [len(c["Filters"][0]["Values"]) for c in aws.calls] == [200, 200, 50]
     assert all(c["operation"] == "DescribeSpotInstanceRequests" and c["MaxResults"] == 1000
@@ -195,7 +197,7 @@ def test_orphan_rows_carry_what_the_admin_needs() -> None:
     assert row == {"instanceId": "i-a", "instanceType": "m5.large", "state": "running",
                    "launchTime": int(NOW - 3600), "requestId": "req-9", "templateId": "T9",
                    "name": "ip-i-a.ec2.internal", "ageSeconds": 3600}
-    text = orphans.table([row])
+    text = orphans_cmd.table([row])
     assert text.splitlines()[0].split() == ["INSTANCE", "TYPE", "STATE", "LAUNCHED", "(UTC)",
                                             "REQUEST", "TEMPLATE", "AGE"]
     assert "i-a" in text and "req-9" in text and "T9" in text and "1h00m" in text

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 from xml.sax.saxutils import escape
 
-from hostfactory_aws.sandbox import request_action
+from hostfactory_aws.admin.sandbox import request_action
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
            503: "Service Unavailable"}

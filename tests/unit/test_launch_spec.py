@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from hostfactory_aws import launch_spec, templates
+from hostfactory_aws import templates
+from hostfactory_aws.cloud import launch_spec
 
 AMI = "ami-0123456789abcdef0"
 TAGS = {"hostfactory:provider": "awsinst", "hostfactory:requestId": "req-1",

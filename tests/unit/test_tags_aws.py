@@ -1,4 +1,4 @@
-"""tags.py (instanceTags strings, AWS tag lists) and aws.py's pure parts (error table)."""
+"""tags.py (instanceTags strings, AWS tag lists) and session.py's pure parts (error table)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from hostfactory_aws import aws, tags
+from hostfactory_aws import tags
+from hostfactory_aws.cloud import session
 from hostfactory_aws.errors import AwsError, ConfigError
 
 # --- tags --------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ def test_base_tags_filter_and_specs() -> None:
                      {"ResourceType": "volume", "Tags": [{"Key": "a", "Value": "1"}]}]
 
 
-# --- aws.classify ------------------------------------------------------------------------
+# --- session.classify ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("code, kind", [
     ("InsufficientInstanceCapacity", "capacity"),
@@ -82,7 +83,7 @@ def test_base_tags_filter_and_specs() -> None:
     ("SomethingNobodyHasSeen", "fatal"),
 ])
 def test_classify(code: str, kind: str) -> None:
-    assert aws.classify(code) == kind
+    assert session.classify(code) == kind
 
 
 @pytest.mark.parametrize("op, method", [
@@ -93,7 +94,7 @@ def test_classify(code: str, kind: str) -> None:
     ("DescribeSpotFleetRequests", "describe_spot_fleet_requests"),
 ])
 def test_snake(op: str, method: str) -> None:
-    assert aws._snake(op) == method
+    assert session._snake(op) == method
 
 
 def client_error(code: str, message: str, op: str = "RunInstances") -> ClientError:
@@ -101,7 +102,7 @@ def client_error(code: str, message: str, op: str = "RunInstances") -> ClientErr
 
 
 def test_client_error_becomes_aws_error_with_hint() -> None:
-    err = aws._to_aws_error("RunInstances", client_error("InvalidAMIID.NotFound",
+    err = session._to_aws_error("RunInstances", client_error("InvalidAMIID.NotFound",
                                                          "The image id does not exist"))
     assert isinstance(err, AwsError)
     assert (err.operation, err.code, err.kind) == ("RunInstances", "InvalidAMIID.NotFound",
@@ -111,25 +112,25 @@ def test_client_error_becomes_aws_error_with_hint() -> None:
 
 
 def test_capacity_error_keeps_its_kind() -> None:
-    err = aws._to_aws_error("RunInstances", client_error("InsufficientInstanceCapacity", "x"))
+    err = session._to_aws_error("RunInstances", client_error("InsufficientInstanceCapacity", "x"))
     assert err.kind == "capacity"
 
 
 def test_no_answer_is_unknown_not_fatal() -> None:
-    err = aws._to_aws_error("RunInstances",
+    err = session._to_aws_error("RunInstances",
                             EndpointConnectionError(endpoint_url="https://ec2.example"))
     assert err.kind == "unknown"
     assert err.code == "EndpointConnectionError"
 
 
 def test_no_credentials_says_where_to_set_them() -> None:
-    err = aws._to_aws_error("DescribeInstances", NoCredentialsError())
+    err = session._to_aws_error("DescribeInstances", NoCredentialsError())
     assert err.kind == "fatal"
     assert "AWS_CREDENTIAL_FILE" in str(err)
 
 
 def test_aws_summary_counts_calls() -> None:
-    a = aws.Aws({"AWS_REGION": "us-east-1"})
+    a = session.Aws({"AWS_REGION": "us-east-1"})
     assert a.summary() == "no AWS calls"
     a.calls.update({"RunInstances": 2, "DescribeInstances": 1})
     assert a.summary().startswith("3 AWS calls (DescribeInstances=1, RunInstances=2)")
@@ -138,19 +139,19 @@ def test_aws_summary_counts_calls() -> None:
 def test_credentials_file(tmp_path: Any) -> None:
     f = tmp_path / "credentials"
     f.write_text("[grid]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s3cr3t\n")
-    assert aws._read_credentials_file(str(f), "grid") == {
+    assert session._read_credentials_file(str(f), "grid") == {
         "aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t"}
     # a file with a single section is used whatever the profile is called
-    assert aws._read_credentials_file(str(f), "default")["aws_access_key_id"] == "AKIAEXAMPLE"
+    assert session._read_credentials_file(str(f), "default")["aws_access_key_id"] == "AKIAEXAMPLE"
 
 
 def test_credentials_file_errors(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="AWS_CREDENTIAL_FILE"):
-        aws._read_credentials_file(str(tmp_path / "missing"), "default")
+        session._read_credentials_file(str(tmp_path / "missing"), "default")
     f = tmp_path / "credentials"
     f.write_text("[default]\naws_access_key_id = AKIAEXAMPLE\n")
     with pytest.raises(ConfigError, match="aws_secret_access_key"):
-        aws._read_credentials_file(str(f), "default")
+        session._read_credentials_file(str(f), "default")
     f.write_text("[a]\naws_access_key_id = x\n[b]\naws_access_key_id = y\n")
     with pytest.raises(ConfigError, match=r"no \[default\] section"):
-        aws._read_credentials_file(str(f), "default")
+        session._read_credentials_file(str(f), "default")

@@ -13,10 +13,10 @@ import logging
 import math
 from typing import Any
 
-from .. import launch_spec
-from ..context import Context
-from ..errors import AwsError
-from . import delete_launch_template, launch_template, new_launch
+from hostfactory_aws.cloud import launch_spec
+from hostfactory_aws.cloud.apis import delete_launch_template, launch_template, new_launch
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 NAMES_PER_CALL = 100   # DescribeAutoScalingGroups

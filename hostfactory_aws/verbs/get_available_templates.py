@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ec2_info, records, state
-from . import templates as tpl
-from .context import Context
+from hostfactory_aws import records, state
+from hostfactory_aws import templates as tpl
+from hostfactory_aws.cloud import instance_types
+from hostfactory_aws.context import Context
 
 
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -18,8 +19,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     wanted = [next(iter(t["vmTypes"])) for t in templates if tpl.needs_fill(t, ctx.mem_key)]
     specs = {}
     if wanted:
-        specs = ec2_info.instance_specs(lambda: ctx.aws, wanted,
-                                        ec2_info.cache_file(ctx.work_dir, "instance_types.json"))
+        cache = instance_types.cache_file(ctx.work_dir, "instance_types.json")
+        specs = instance_types.instance_specs(lambda: ctx.aws, wanted, cache)
     out = [tpl.hf_template(t, held.get(t["templateId"], 0.0),
                            tpl.fill_attributes(t, specs, ctx.mem_key)) for t in templates]
     return {"message": f"{len(out)} templates from {ctx.templates_path}", "templates": out}

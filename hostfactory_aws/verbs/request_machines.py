@@ -11,10 +11,11 @@ import logging
 import time
 from typing import Any
 
-from . import apis, launch_spec, records, recovery, state
-from . import tags as tagmod
-from .context import Context
-from .errors import AwsError, InputError
+from hostfactory_aws import reconcile, records, state
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import apis, launch_spec
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     rid = records.new_request_id("req")
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
     snapshot = state.read(path, timeout)
-    if recovery.stale_ids(snapshot, time.time()):
-        recovery.reap(ctx, snapshot)  # a killed call's reservation must not block this one
+    if reconcile.stale_ids(snapshot, time.time()):
+        reconcile.reap(ctx, snapshot)  # a killed call's reservation must not block this one
     with state.update(path, timeout) as st:
         if t["maxNumber"] >= 0:
             held = records.held_units(st).get(tid, 0.0)

@@ -12,11 +12,12 @@ import logging
 import time
 from typing import Any
 
-from . import apis, instances, records, state
-from . import tags as tagmod
-from .context import Context
-from .errors import InputError
-from .machines import state_of
+from hostfactory_aws import records, state
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import apis, instances
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import InputError
+from hostfactory_aws.machines import state_of
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ import logging
 import time
 from typing import Any
 
-from . import instances, orphans, records, spot, state
-from . import tags as tagmod
-from .context import Context
-from .errors import AwsError, InputError
-from .machines import GONE_STATES, host_name, state_of
+from hostfactory_aws import orphans, records, state
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import instances, spot_notices
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError, InputError
+from hostfactory_aws.machines import GONE_STATES, host_name, state_of
 
 log = logging.getLogger(__name__)
 NOT_REPORTED = "nothing is reported as reclaimed"
@@ -82,10 +83,10 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             raise _listing_failed(exc, "held machines could not all be listed") from exc
 
     now = time.time()
-    spot_ids = {iid: spot.spot_request_id(inst) for iid, inst in described.items()}
+    spot_ids = {iid: spot_notices.spot_request_id(inst) for iid, inst in described.items()}
     spot_ids = {iid: sir for iid, sir in spot_ids.items() if sir}
     try:
-        spot_requests = spot.describe(ctx.aws, list(spot_ids.values())) if spot_ids else {}
+        spot_requests = spot_notices.describe(ctx.aws, list(spot_ids.values())) if spot_ids else {}
     except AwsError as exc:
         raise _listing_failed(exc, f"the instances were listed but the Spot requests of "
                                    f"{len(spot_ids)} Spot Instances were not") from exc
@@ -99,7 +100,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             continue  # EC2 does not list it: not proof of anything
         if iid in returned or tagmod.from_aws(inst.get("Tags")).get(tagmod.RETURN_ID):
             continue  # HostFactory gave it back itself: not the cloud's doing
-        notice = spot.notice(spot_requests.get(spot_ids.get(iid, "")), inst, now)
+        notice = spot_notices.notice(spot_requests.get(spot_ids.get(iid, "")), inst, now)
         gone = state_of(inst) in GONE_STATES
         if notice is None and not gone:
             continue

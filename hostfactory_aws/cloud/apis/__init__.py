@@ -19,10 +19,10 @@ import logging
 import math
 from typing import Any
 
-from .. import ec2_info, launch_spec
-from .. import tags as tagmod
-from ..context import Context
-from ..errors import AwsError
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import instance_types, launch_spec
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 MODULES = {"RunInstances": "run_instances", "EC2Fleet": "ec2_fleet",
@@ -45,11 +45,11 @@ def prepare(ctx: Context, t: dict[str, Any], tags: dict[str, str]) -> tuple[dict
     aws = ctx.aws
     image = t.get("imageId")
     if image:
-        image = ec2_info.resolve_image(aws, image)
+        image = instance_types.resolve_image(aws, image)
     root = t.get("rootDeviceName")
     if "rootDeviceVolumeSize" in t and not root and image:
-        root = ec2_info.root_device_name(aws, image,
-                                         ec2_info.cache_file(ctx.work_dir, "images.json"))
+        root = instance_types.root_device_name(aws, image,
+                                         instance_types.cache_file(ctx.work_dir, "images.json"))
     common = launch_spec.instance_common(t, image, root, launch_spec.resource_tags(t, tags))
     return common, launch_spec.user_data(t)
 

@@ -10,8 +10,8 @@ import logging
 import os
 from typing import Any, Callable
 
-from .errors import ConfigError, StateError
-from .state import write_json_atomic
+from hostfactory_aws.errors import ConfigError, StateError
+from hostfactory_aws.state import write_json_atomic
 
 log = logging.getLogger(__name__)
 

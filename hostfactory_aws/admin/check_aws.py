@@ -14,10 +14,10 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from . import ec2_info, launch_spec
-from . import tags as tagmod
-from .context import Context
-from .errors import AwsError, ConfigError
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import instance_types, launch_spec
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError, ConfigError
 
 log = logging.getLogger(__name__)
 FILTER_VALUES = 200  # values per EC2 filter
@@ -229,7 +229,7 @@ def _resolve_images(aws: Any, templates: list[dict[str, Any]], checks: list[Chec
             continue
         if image not in resolved:
             try:
-                resolved[image] = ec2_info.resolve_image(aws, image)
+                resolved[image] = instance_types.resolve_image(aws, image)
             except AwsError as exc:
                 resolved[image] = exc
         value = resolved[image]

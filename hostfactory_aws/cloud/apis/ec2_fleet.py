@@ -15,12 +15,9 @@ import math
 import time
 from typing import Any
 
-from .. import launch_spec
-from .. import tags as tagmod
-from ..aws import classify
-from ..context import Context
-from ..errors import AwsError
-from . import (
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import launch_spec
+from hostfactory_aws.cloud.apis import (
     delete_launch_template,
     expiry,
     iso,
@@ -30,6 +27,9 @@ from . import (
     on_demand_part,
     weights_units,
 )
+from hostfactory_aws.cloud.session import classify
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 ACTIVE_STATES = ("submitted", "active", "modifying")

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .aws import Aws
-from .machines import epoch
+from hostfactory_aws.cloud.session import Aws
+from hostfactory_aws.machines import epoch
 
 # EC2 sends the interruption notice this many seconds before it stops or terminates.
 NOTICE_SECONDS = 120

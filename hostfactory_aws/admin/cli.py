@@ -16,9 +16,9 @@ import sys
 import time
 from typing import Any
 
-from .invoke_provider import VERBS
+from hostfactory_aws.invoke_provider import VERBS
 
-log = logging.getLogger("hostfactory_aws.cli")
+log = logging.getLogger("hostfactory_aws.admin.cli")
 PROG = "hostfactory-aws"
 EPILOG = """\
 exit codes:
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     e = sub.add_parser("demo", help="the whole cycle against a sandbox EC2 (moto)")
     e.add_argument("--count", type=int, default=2, help="machines (units) per request")
-    from .orphans import add_arguments as orphans_arguments
+    from hostfactory_aws.admin.orphans import add_arguments as orphans_arguments
 
     orphans_arguments(sub.add_parser("orphans", help="instances of this provider that no "
                                                      "request holds (--terminate)"))
@@ -95,15 +95,15 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "orphans":
-        from .orphans import orphans_command
+        from hostfactory_aws.admin.orphans import orphans_command
 
         return orphans_command(args)
     if args.command in VERBS:
-        from .invoke_provider import main as invoke
+        from hostfactory_aws.invoke_provider import main as invoke
 
         return invoke([args.command] + (["-f", args.file] if args.file else []))
     if args.command == "demo":
-        from .sandbox import run_demo
+        from hostfactory_aws.admin.sandbox import run_demo
 
         return run_demo(machine_count=args.count)
     handlers = {"validate": _validate, "templates": _templates, "doctor": _doctor,
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
     """Run an admin command: a known failure is one line on stderr, a bug also a log entry."""
-    from .errors import AwsError, HostFactoryError
+    from hostfactory_aws.errors import AwsError, HostFactoryError
 
     try:
         return int(handler(args))
@@ -139,9 +139,9 @@ def _fail(command: str, message: str) -> int:
 
 def _context() -> Any:
     """The context, with the plugin log set up when the log dir allows (else no file log)."""
-    from .context import resolve
-    from .errors import HostFactoryError
-    from .invoke_provider import setup_logging
+    from hostfactory_aws.context import resolve
+    from hostfactory_aws.errors import HostFactoryError
+    from hostfactory_aws.logs import setup_logging
 
     ctx = resolve()
     with contextlib.suppress(HostFactoryError, OSError):
@@ -168,9 +168,9 @@ def split_problems(message: str, path: str) -> list[str]:
 
 def offline_problems(ctx: Any) -> list[str]:
     """Every problem of the config and templates files, one line each (both files checked)."""
-    from .config import load_config
-    from .errors import ConfigError
-    from .templates import load_templates
+    from hostfactory_aws.config import load_config
+    from hostfactory_aws.errors import ConfigError
+    from hostfactory_aws.templates import load_templates
 
     problems: list[str] = []
     try:
@@ -208,7 +208,7 @@ def _validate(args: argparse.Namespace) -> int:
             _out(f"ok: {ctx.templates_path}: {len(ids)} templates "
                  f"({', '.join(ids) or 'none'})")
         return 0
-    from . import check_aws
+    from hostfactory_aws.admin import check_aws
 
     sys.stderr.write(f"validate --aws: {len(ids)} templates, region "
                      f"{ctx.config['AWS_REGION']}\n")
@@ -233,7 +233,7 @@ def _validate(args: argparse.Namespace) -> int:
 # -- templates -----------------------------------------------------------------------------
 
 def _templates(args: argparse.Namespace) -> int:
-    from .invoke_provider import run
+    from hostfactory_aws.invoke_provider import run
 
     code, answer = run(["getAvailableTemplates"], _Empty())
     if args.json:
@@ -268,7 +268,7 @@ class _Empty:
 # -- doctor --------------------------------------------------------------------------------
 
 def _doctor(args: argparse.Namespace) -> int:
-    from . import doctor
+    from hostfactory_aws.admin import doctor
 
     lines = doctor.run()
     failed = [line for line in lines if line.status == doctor.FAIL]
@@ -287,8 +287,8 @@ def _doctor(args: argparse.Namespace) -> int:
 def status_report(data: dict[str, Any], found: dict[str, dict[str, Any]], now: float,
                   show_all: bool = False) -> dict[str, Any]:
     """Requests of the state file with their machines' EC2 states from one sweep (pure)."""
-    from . import machines
-    from . import tags as tagmod
+    from hostfactory_aws import machines
+    from hostfactory_aws import tags as tagmod
 
     requests = []
     held: set[str] = set()
@@ -344,7 +344,8 @@ def _age(seconds: float) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from . import instances, state
+    from hostfactory_aws import state
+    from hostfactory_aws.cloud import instances
 
     ctx = _context()
     data = state.read(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"])

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import AwsError, HostFactoryError
+from hostfactory_aws.errors import AwsError, HostFactoryError
 
 OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
 ENV_PREFIXES = ("HF_", "PRO_")
@@ -44,7 +44,7 @@ class Line:
 
 def run(env: dict[str, str] | None = None) -> list[Line]:
     """All checks, in the order an admin would fix them."""
-    from .context import resolve
+    from hostfactory_aws.context import resolve
 
     env = dict(os.environ if env is None else env)
     lines: list[Line] = []
@@ -99,7 +99,7 @@ def file_why(ctx: Any, kind: str) -> str:
 
 
 def _config(ctx: Any, lines: list[Line]) -> dict[str, Any] | None:
-    from .config import load_config
+    from hostfactory_aws.config import load_config
 
     where = f"{ctx.config_path} ({file_why(ctx, 'config')})"
     try:
@@ -114,7 +114,7 @@ def _config(ctx: Any, lines: list[Line]) -> dict[str, Any] | None:
 
 
 def _templates(ctx: Any, lines: list[Line]) -> None:
-    from .templates import load_templates
+    from hostfactory_aws.templates import load_templates
 
     where = f"{ctx.templates_path} ({file_why(ctx, 'templates')})"
     try:
@@ -200,7 +200,7 @@ def _aws(ctx: Any, config: dict[str, Any] | None) -> list[Line]:
     names = ("region", "credentials", "identity", "ec2")
     if config is None:
         return [Line(SKIP, n, "needs a valid config file") for n in names]
-    from .aws import Aws
+    from hostfactory_aws.cloud.session import Aws
 
     # Fail fast: a doctor that waits out every retry is no help at the console.
     quick = {**config, "AWS_REQUEST_RETRY_ATTEMPTS": min(1, config["AWS_REQUEST_RETRY_ATTEMPTS"])}
@@ -237,7 +237,7 @@ def _aws(ctx: Any, config: dict[str, Any] | None) -> list[Line]:
     except AwsError as exc:
         out.append(Line(FAIL, "identity", f"STS GetCallerIdentity: {_aws_text(exc)}",
                         _aws_fix(exc, "sts:GetCallerIdentity")))
-    from .tags import provider_filter
+    from hostfactory_aws.tags import provider_filter
 
     try:
         resp = aws.call("ec2", "DescribeInstances", Filters=[provider_filter(ctx.provider)],

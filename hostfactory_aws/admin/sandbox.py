@@ -249,7 +249,7 @@ def run_demo(out: Callable[[str], None] = print, progress: Callable[[str], None]
     say = progress or (lambda s: sys.stderr.write(s + "\n"))
     import boto3
 
-    from .invoke_provider import run
+    from hostfactory_aws.invoke_provider import run
 
     os.environ.update(FAKE_CREDENTIALS)
     os.environ.pop("AWS_ENDPOINT_URL", None)

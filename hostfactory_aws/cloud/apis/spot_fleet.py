@@ -13,11 +13,9 @@ import math
 import time
 from typing import Any
 
-from .. import launch_spec
-from .. import tags as tagmod
-from ..context import Context
-from ..errors import AwsError
-from . import (
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import launch_spec
+from hostfactory_aws.cloud.apis import (
     delete_launch_template,
     expiry,
     iso,
@@ -26,6 +24,8 @@ from . import (
     new_launch,
     on_demand_part,
 )
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 # Spot Fleet spells allocation strategies in camelCase; templates are normalised to EC2

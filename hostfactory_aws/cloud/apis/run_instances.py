@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import launch_spec, machines
-from ..context import Context
-from ..errors import AwsError
-from . import new_launch, no_progress, prepare
+from hostfactory_aws import machines
+from hostfactory_aws.cloud import launch_spec
+from hostfactory_aws.cloud.apis import new_launch, no_progress, prepare
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 BATCH = 500

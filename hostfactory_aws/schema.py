@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any
 
-from .errors import ConfigError
+from hostfactory_aws.errors import ConfigError
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 
@@ -81,8 +81,8 @@ def _passed(cache_path: str) -> list[str]:
 
 def _remember(cache_path: str, key: str) -> None:
     """Best effort: a cache that cannot be written only means checking again next time."""
-    from .errors import StateError
-    from .state import write_json_atomic
+    from hostfactory_aws.errors import StateError
+    from hostfactory_aws.state import write_json_atomic
 
     keys = [k for k in _passed(cache_path) if k != key][-(VALIDATED_KEEP - 1):] + [key]
     with contextlib.suppress(OSError, StateError):

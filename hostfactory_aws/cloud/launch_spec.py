@@ -10,7 +10,7 @@ import os
 import re
 from typing import Any
 
-from . import tags as tagmod
+from hostfactory_aws import tags as tagmod
 
 # Key of a template copy carrying LSF's requestMachines userData (key -> value) to export.
 EXPORT_USER_DATA = "_exportUserData"

@@ -13,11 +13,12 @@ import logging
 import time
 from typing import Any
 
-from . import apis, instances, machines, records, recovery, state
-from . import tags as tagmod
-from .context import Context
-from .errors import AwsError, InputError
-from .machines import COMPLETE_WITH_ERROR, EXECUTING, FAIL, RUNNING, SUCCEED
+from hostfactory_aws import machines, reconcile, records, state
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import apis, instances
+from hostfactory_aws.context import Context
+from hostfactory_aws.errors import AwsError, InputError
+from hostfactory_aws.machines import COMPLETE_WITH_ERROR, EXECUTING, FAIL, RUNNING, SUCCEED
 
 log = logging.getLogger(__name__)
 # How long a launch whose outcome is unknown may show no instance before we call it failed.
@@ -53,7 +54,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
     snapshot = state.read(path, timeout)
     found = instances.sweep(ctx.aws, ctx.provider)
-    if recovery.reap(ctx, snapshot, found):
+    if reconcile.reap(ctx, snapshot, found):
         snapshot = state.read(path, timeout)
     now = time.time()
     pending_timeout = cfg["AWS_INSTANCE_PENDING_TIMEOUT_SEC"]

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterator
 
-from .errors import AwsError
+from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _read_credentials_file(path: str, profile: str) -> dict[str, str]:
     """IBM's AWS_CREDENTIAL_FILE: an INI file with aws_access_key_id / aws_secret_access_key."""
     import configparser
 
-    from .errors import ConfigError
+    from hostfactory_aws.errors import ConfigError
 
     parser = configparser.ConfigParser()
     try:

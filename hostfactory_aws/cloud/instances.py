@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable
 
-from . import tags as tagmod
-from .aws import Aws
-from .errors import AwsError
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud.session import Aws
+from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 PAGE = 1000          # DescribeInstances' largest page

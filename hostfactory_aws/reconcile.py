@@ -13,10 +13,11 @@ import logging
 import time
 from typing import Any
 
-from . import instances, records, state
-from . import tags as tagmod
-from .context import Context
-from .machines import COMPLETE_WITH_ERROR, state_of
+from hostfactory_aws import records, state
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import instances
+from hostfactory_aws.context import Context
+from hostfactory_aws.machines import COMPLETE_WITH_ERROR, state_of
 
 log = logging.getLogger(__name__)
 

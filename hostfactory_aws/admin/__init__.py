@@ -1,0 +1,1 @@
+"""The `hostfactory-aws` admin command: never imported by a verb."""

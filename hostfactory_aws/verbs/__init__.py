@@ -1,0 +1,1 @@
+"""One module per HostFactory verb, each ``run(ctx, data) -> answer``."""
