@@ -98,12 +98,26 @@ def run(argv: list[str], stdin: IO[str] | None = None,
         answer, code = {"message": f"internal error in {verb}: {type(exc).__name__}: {exc} "
                                    "(details in the plugin log)"}, 1
     if ctx is not None and logging.getLogger().handlers:
-        aws = ctx._aws.summary() if ctx._aws is not None else "no AWS calls"
-        ids = _ids(answer)
-        log.info("%s %s -> %s in %.3fs, %s%s", verb, ids, "ok" if code == 0 else "FAILED",
-                 time.monotonic() - start, aws,
-                 "" if code == 0 else f": {answer.get('message')}")
+        _call_record(log, verb, code, answer, time.monotonic() - start, ctx)
     return code, answer
+
+
+def _call_record(log: Any, verb: str, code: int, answer: dict[str, Any], seconds: float,
+                 ctx: Any) -> None:
+    """One line per call, with the version; a failure is logged at ERROR, whatever LogLevel,
+    since every error message tells the admin the details are in the plugin log."""
+    from hostfactory_aws import __version__
+
+    aws = ctx._aws.summary() if ctx._aws is not None else "no AWS calls"
+    if code == 0:
+        log.info("%s %s -> ok in %.3fs, %s (v%s)", verb, _ids(answer), seconds, aws,
+                 __version__)
+        return
+    root = log.root
+    if not root.isEnabledFor(40):  # logging.ERROR: lift the level for this one line
+        root.setLevel(40)
+    log.error("%s %s -> FAILED in %.3fs, %s (v%s): %s", verb, _ids(answer), seconds, aws,
+              __version__, answer.get("message"))
 
 
 def _ids(answer: dict[str, Any]) -> str:
@@ -117,6 +131,11 @@ def _ids(answer: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from hostfactory_aws import __version__
+
+        sys.stdout.write(f"hostfactory-aws {__version__}\n")
+        return 0
     real_stdout = sys.stdout
     sys.stdout = sys.stderr  # anything printed by accident goes to stderr, not HostFactory
     try:

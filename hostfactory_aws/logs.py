@@ -40,7 +40,14 @@ def setup_logging(ctx: Any, level: str = "INFO") -> None:
         return
     path = os.path.join(ctx.log_dir, f"{ctx.provider}-hostfactory-aws.log")
     rotate_log(path)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:  # one line naming the file and the fix, not a traceback
+        from hostfactory_aws.errors import ConfigError
+
+        raise ConfigError(f"cannot write the log file {path}: {exc.strerror}; make it "
+                          "writable by this user or set HF_PROVIDER_LOGDIR (LSF: "
+                          "PRO_LSF_LOGDIR) to a writable directory") from exc
     handler._hostfactory_aws = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(
         "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, epilog=EPILOG, formatter_class=_Formatter,
         description="AWS provider plugin for IBM Spectrum Symphony HostFactory and the LSF "
                     "resource connector:\nthe five HostFactory verbs, and admin checks.")
+    from hostfactory_aws import __version__
+
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     helps = {
         "getAvailableTemplates": "HostFactory verb: the templates (JSON, as the script)",
@@ -71,8 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="also requests that have ended")
     s.add_argument("--machines", action="store_true", help="one line per machine too")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
-    e = sub.add_parser("demo", help="the whole cycle against a sandbox EC2 (moto)")
+    e = sub.add_parser("demo", help="the whole cycle: the five scripts against a sandbox EC2")
     e.add_argument("--count", type=int, default=2, help="machines (units) per request")
+    from hostfactory_aws.admin.sandbox_command import add_arguments as sandbox_arguments
+
+    sandbox_arguments(sub.add_parser("sandbox", help="a sandbox EC2 on loopback, seeded, with "
+                                                     "a ready conf dir: try it all by hand"))
+    i = sub.add_parser("iam-policy", help="the least-privilege IAM policy for this config and "
+                                          "these templates (JSON)")
+    i.add_argument("--aws", action="store_true",
+                   help="ask IAM which roles the instance profiles hold (else: a profile's "
+                        "role is assumed to have the profile's name, as the console makes it)")
     from hostfactory_aws.admin.orphans import add_arguments as orphans_arguments
 
     orphans_arguments(sub.add_parser("orphans", help="instances of this provider that no "
@@ -101,13 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in VERBS:
         from hostfactory_aws.invoke_provider import main as invoke
 
+        if args.command == "requestReturnMachines" and (refusal := _unsure()):
+            return _fail(args.command, refusal)
         return invoke([args.command] + (["-f", args.file] if args.file else []))
     if args.command == "demo":
-        from hostfactory_aws.admin.sandbox import run_demo
+        from hostfactory_aws.admin.sandbox_command import run_demo
 
         return run_demo(machine_count=args.count)
+    if args.command == "sandbox":
+        from hostfactory_aws.admin.sandbox_command import sandbox_command
+
+        return sandbox_command(args)
     handlers = {"validate": _validate, "templates": _templates, "doctor": _doctor,
-                "status": _status}
+                "status": _status, "iam-policy": _iam_policy}
     return _guarded(args.command, handlers[args.command], args)
 
 
@@ -130,6 +148,29 @@ def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
         log.exception("%s: unexpected error", command)
         return _fail(command, f"internal error: {type(exc).__name__}: {exc} (details in the "
                               "plugin log)")
+
+
+def _unsure() -> str:
+    """Why this shell may not see HostFactory's state ('' when it does): ending hosts then
+    could end machines HostFactory holds, so such commands refuse."""
+    from hostfactory_aws.context import resolve
+    from hostfactory_aws.errors import HostFactoryError
+
+    try:
+        ctx = resolve()
+    except HostFactoryError as exc:
+        return f"refusing to end hosts: {exc}"
+    return f"refusing to end hosts: {ctx.unsure}" if ctx.unsure else ""
+
+
+def _iam_policy(args: argparse.Namespace) -> int:
+    from hostfactory_aws.admin import iam_policy
+
+    ctx = _context()
+    roles = iam_policy.profile_roles(ctx) if args.aws else None
+    _out(json.dumps(iam_policy.policy(ctx.config, ctx.templates, ctx.provider, roles),
+                    indent=2))
+    return 0
 
 
 def _fail(command: str, message: str) -> int:

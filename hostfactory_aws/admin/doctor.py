@@ -51,12 +51,15 @@ def run(env: dict[str, str] | None = None) -> list[Line]:
     try:
         ctx = resolve(env)
     except HostFactoryError as exc:
-        lines.append(Line(FAIL, "provider", str(exc), "fix the provider name variable"))
+        check = "provider" if "provider name" in str(exc) or "PROVIDER_NAME" in str(exc) \
+            else "dirs"
+        lines.append(Line(FAIL, check, str(exc), "see the message"))
         return lines + _software()
     why = ctx.why
     lines.append(Line(OK, "provider", f"'{ctx.provider}' (from {why['provider']}), mode "
                       f"{ctx.mode}, memory attribute '{ctx.mem_key}'"))
     lines.append(_environment(env, ctx.mode))
+    lines.append(_one_view(ctx))
     lines.append(_conf_dir(ctx.conf_dir, why["conf_dir"]))
     config = _config(ctx, lines)
     _templates(ctx, lines)
@@ -68,6 +71,17 @@ def run(env: dict[str, str] | None = None) -> list[Line]:
     lines += _software()
     lines += _aws(ctx, config)
     return lines
+
+
+def _one_view(ctx: Any) -> Line:
+    """Do these dirs hold HostFactory's own state? Commands that end hosts need it."""
+    plugin = f"plugin dir {ctx.plugin_dir}" if ctx.plugin_dir else "no plugin dir found"
+    if ctx.unsure:
+        return Line(FAIL, "one view", f"{plugin}; {ctx.unsure}",
+                    "export what the message names; until then orphans --terminate and "
+                    "requestReturnMachines (which end hosts) refuse")
+    return Line(OK, "one view", f"{plugin}; the dirs are HostFactory's (its variables, or "
+                "found beside the scripts): commands that end hosts may run")
 
 
 def _environment(env: dict[str, str], mode: str) -> Line:
@@ -177,7 +191,10 @@ def _state(ctx: Any) -> Line:
 
 
 def _software() -> list[Line]:
-    out = []
+    from hostfactory_aws import __version__
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = [Line(OK, "version", f"hostfactory-aws {__version__} ({here})")]
     ver = sys.version.split()[0]
     if sys.version_info[:2] >= MIN_PYTHON:
         out.append(Line(OK, "python", f"{ver} ({sys.executable})"))

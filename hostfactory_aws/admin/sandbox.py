@@ -1,15 +1,13 @@
-"""A sandbox with no AWS account: moto in-process, and the patches that make it behave like EC2.
+"""A sandbox with no AWS account: moto, and the patches that make it behave like EC2.
 
-Used by ``hostfactory-aws demo`` and by the test suite (in-process and as moto's server).
-moto is an optional extra (``pip install '.[sandbox]'``); nothing else imports this module.
+Used by ``hostfactory-aws sandbox`` and ``demo`` (admin/sandbox_command.py) and by the test
+suite (in-process and as moto's server). moto is an optional extra (``pip install
+'.[sandbox]'`` from the plugin dir); nothing else imports this module.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 import threading
 from typing import Any, Callable
 
@@ -219,95 +217,3 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
     server = make_server(host, port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{host}:{server.server_port}"
-
-
-def demo_templates(ec2: Any) -> dict[str, Any]:
-    """Templates over the sandbox's own default subnets and a moto AMI."""
-    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:3]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    return {"templates": [
-        {"templateId": "OnDemand-M5", "maxNumber": 10, "providerApi": "RunInstances",
-         "imageId": image, "vmType": "m5.large", "subnetId": subnets,
-         "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
-                        "nram": ["Numeric", "8192"]},
-         "instanceTags": "Project=demo;CostCenter=grid"},
-        {"templateId": "Spot-Mixed", "maxNumber": 40, "providerApi": "EC2Fleet",
-         "fleetType": "instant", "priceType": "spot", "imageId": image,
-         "vmTypes": {"m5.large": 1, "m5.xlarge": 2}, "subnetId": subnets,
-         "allocationStrategy": "priceCapacityOptimized"},
-    ]}
-
-
-def run_demo(out: Callable[[str], None] = print, progress: Callable[[str], None] | None = None,
-             machine_count: int = 2) -> int:
-    """The whole HostFactory cycle against moto; each verb's JSON printed as it answers."""
-    try:
-        from moto import mock_aws
-    except ImportError:
-        sys.stderr.write("the demo needs moto: pip install 'hostfactory-aws[sandbox]'\n")
-        return 2
-    say = progress or (lambda s: sys.stderr.write(s + "\n"))
-    import boto3
-
-    from hostfactory_aws.invoke_provider import run
-
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    make_moto_faithful()
-    with tempfile.TemporaryDirectory(prefix="hostfactory-aws-demo-") as tmp, mock_aws():
-        conf = os.path.join(tmp, "conf")
-        os.makedirs(conf)
-        ec2 = boto3.client("ec2", region_name="us-east-1")
-        with open(os.path.join(conf, "awsprov_config.json"), "w") as fh:
-            json.dump({"AWS_REGION": "us-east-1", "LogLevel": "INFO"}, fh)
-        with open(os.path.join(conf, "awsprov_templates.json"), "w") as fh:
-            json.dump(demo_templates(ec2), fh)
-        env = {**os.environ, "HF_PROVIDER_NAME": "awsdemo", "HF_PROVIDER_CONFDIR": conf,
-               "HF_PROVIDER_WORKDIR": os.path.join(tmp, "work"),
-               "HF_PROVIDER_LOGDIR": os.path.join(tmp, "log")}
-
-        def call(verb: str, data: dict[str, Any]) -> dict[str, Any]:
-            code, answer = run([verb], _Stdin(json.dumps(data)), env)
-            out(f"$ {verb}.sh  <<< {json.dumps(data)}")
-            out(json.dumps(answer, indent=2))
-            if code:
-                raise SystemExit(f"demo: {verb} failed: {answer.get('message')}")
-            return answer
-
-        say("demo: sandbox EC2 (moto) in us-east-1, provider 'awsdemo', work dir " + tmp)
-        call("getAvailableTemplates", {})
-        for template in ("OnDemand-M5", "Spot-Mixed"):
-            say(f"demo: requesting {machine_count} units of {template}")
-            req = call("requestMachines", {"template": {"templateId": template,
-                                                        "machineCount": machine_count}})
-            status = _poll(call, req["requestId"])
-            hosts = [{"name": m["name"], "machineId": m["machineId"]}
-                     for m in status["machines"]]
-            call("getReturnRequests", {"machines": hosts})
-            say(f"demo: returning {len(hosts)} machines of {template}")
-            ret = call("requestReturnMachines", {"machines": hosts})
-            _poll(call, ret["requestId"])
-        call("getAvailableTemplates", {})
-        say("demo: done; every verb answered one JSON document")
-    return 0
-
-
-def _poll(call: Callable[[str, dict[str, Any]], dict[str, Any]], rid: str) -> dict[str, Any]:
-    for _ in range(10):
-        answer = call("getRequestStatus", {"requests": [{"requestId": rid}]})["requests"][0]
-        if answer["status"] != "running":
-            return answer
-    raise SystemExit(f"demo: {rid} still running after 10 polls")
-
-
-class _Stdin:
-    """Just enough of a file for read_input."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-
-    def isatty(self) -> bool:
-        return False
-
-    def read(self) -> str:
-        return self._text
