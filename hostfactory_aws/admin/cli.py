@@ -138,7 +138,13 @@ def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
     except HostFactoryError as exc:
         log.error("%s: %s", command, exc)
         hint = ""
-        if isinstance(exc, AwsError) and exc.kind == "unknown":
+        from hostfactory_aws.admin.check_aws import BAD_CREDENTIALS
+
+        if isinstance(exc, AwsError) and exc.code in BAD_CREDENTIALS:
+            hint = (" (the credentials are missing or AWS rejects them: fix AWS_CREDENTIAL_FILE"
+                    " / AWS_PROFILE in the config, or the host's instance role; nothing else "
+                    "was checked)")
+        elif isinstance(exc, AwsError) and exc.kind == "unknown":
             hint = (" (AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the "
                     "network; `hostfactory-aws doctor` shows what is used)")
         return _fail(command, str(exc) + hint)

@@ -150,18 +150,24 @@ def test_every_policy_action_is_called_or_implied(scanned: Any, allowed: set[str
     assert set(IMPLIED) <= allowed, f"implied actions missing: {set(IMPLIED) - allowed}"
 
 
-def test_changes_to_existing_resources_are_limited_to_plugin_tagged_ones(
+def test_changes_to_existing_resources_are_limited_to_this_providers(
         allowed: set[str]) -> None:
-    """Terminate/delete/modify must carry the provider-tag condition, never be open."""
+    """Terminate/delete/modify carry the provider tag condition equal to THIS provider's
+    name: any value of the tag would let one grid's credentials end another grid's hosts."""
     policy = json.loads(POLICY.read_text(encoding="utf-8"))
     destructive = {"ec2:TerminateInstances", "ec2:DeleteFleets", "ec2:DeleteLaunchTemplate",
-                   "ec2:CancelSpotFleetRequests", "autoscaling:DeleteAutoScalingGroup",
-                   "autoscaling:TerminateInstanceInAutoScalingGroup"} & allowed
+                   "ec2:CancelSpotFleetRequests", "ec2:ModifyFleet",
+                   "ec2:ModifySpotFleetRequest", "autoscaling:DeleteAutoScalingGroup",
+                   "autoscaling:UpdateAutoScalingGroup",
+                   "autoscaling:TerminateInstanceInAutoScalingGroup"}
+    assert destructive <= allowed
     for st in policy["Statement"]:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         for a in set(actions) & destructive:
-            cond = json.dumps(st.get("Condition", {}))
-            assert "ResourceTag/hostfactory:provider" in cond, (st.get("Sid"), a)
+            equals = st.get("Condition", {}).get("StringEquals", {})
+            service = "autoscaling" if a.startswith("autoscaling:") else "aws"
+            key = f"{service}:ResourceTag/hostfactory:provider"
+            assert equals.get(key) == "aws", (st.get("Sid"), a, st.get("Condition"))
 
 
 def test_scanner_reads_calls_split_across_lines(tmp_path: Path) -> None:
