@@ -144,10 +144,11 @@ def resolve(env: dict[str, str] | None = None) -> Context:
     def default(kind: str, sub: str) -> str:
         if root is None:
             raise ConfigError(
-                f"{kind}: no HostFactory variable names it and no plugin dir was found "
-                f"({found}): export the variables HostFactory sets (HF_PROVIDER_CONFDIR, "
-                "HF_PROVIDER_WORKDIR, HF_PROVIDER_LOGDIR; for LSF PRO_CONF_DIR, PRO_DATA_DIR, "
-                f"PRO_LSF_LOGDIR), or {HOME_VARIABLE}=<the plugin dir holding scripts/>")
+                f"{kind.replace('_', ' ')}: no HostFactory variable names it and no plugin "
+                f"dir was found ({found}): export the variables HostFactory sets "
+                "(HF_PROVIDER_CONFDIR, HF_PROVIDER_WORKDIR, HF_PROVIDER_LOGDIR; for LSF "
+                f"PRO_CONF_DIR, PRO_DATA_DIR, PRO_LSF_LOGDIR), or {HOME_VARIABLE}=<the plugin "
+                "dir holding scripts/>")
         why[kind] = f"{sub}/ of the plugin dir {root} (found as {found})"
         return os.path.join(root, sub)
 
