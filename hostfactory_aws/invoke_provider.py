@@ -129,7 +129,12 @@ def _ids(answer: dict[str, Any]) -> str:
     return ""
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, exit_now: bool = False) -> int:
+    """Print the answer; with ``exit_now`` the process ends the moment it is flushed.
+
+    A kill while Python shuts down (about 100 ms of interpreter teardown) would otherwise
+    land after HostFactory got its answer: nothing is left to do once the answer is out.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--version"]:
         from hostfactory_aws import __version__
@@ -147,10 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     indent = 2 if real_stdout.isatty() else None
     real_stdout.write(json.dumps(answer, indent=indent) + "\n")
     real_stdout.flush()
+    if exit_now:
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 
 if __name__ == "__main__":
     from hostfactory_aws.invoke_provider import main as _main
 
-    sys.exit(_main())
+    sys.exit(_main(exit_now=True))

@@ -85,19 +85,16 @@ def terminate(aws: Aws, ids: list[str]) -> dict[str, str]:
 
 
 def _terminate_batch(aws: Aws, part: list[str]) -> dict[str, str]:
+    """One batch; a refusal of the whole batch is split until each refused host stands
+    alone, so one protected or malformed id neither keeps the others alive nor fails them."""
     try:
         aws.call("ec2", "TerminateInstances", InstanceIds=part)
         return {}
     except AwsError as exc:
         if exc.kind in ("throttle", "unknown"):
             raise
-        if exc.kind == "not_found" and len(part) > 1:
-            # EC2 refuses the whole batch for one id it does not know: try them one by one
-            # rather than leave the good ones running.
-            out: dict[str, str] = {}
-            for iid in part:
-                out.update(_terminate_batch(aws, [iid]))
-            return out
-        log.error("TerminateInstances refused %d instances: %s", len(part), exc)
-        return {iid: f"TerminateInstances refused: {exc.code}: {exc.aws_message}"
-                for iid in part}
+        if len(part) > 1:
+            half = len(part) // 2
+            return {**_terminate_batch(aws, part[:half]), **_terminate_batch(aws, part[half:])}
+        log.error("TerminateInstances refused %s: %s", part[0], exc)
+        return {part[0]: f"TerminateInstances refused: {exc.code}: {exc.aws_message}"}

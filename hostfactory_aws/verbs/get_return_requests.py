@@ -8,8 +8,9 @@ Only what EC2 positively reports counts:
 A failed listing is an error, never a list of reclaimed hosts; neither is a partial one
 (instances listed but their Spot requests not): the call fails and says so.
 
-The same sweep of this provider's tagged instances answers the held machines and finds
-orphans (see orphans.py), so the whole call costs one paginated DescribeInstances (plus one
+The same sweep of this provider's tagged instances answers the held machines and feeds
+the reconcile step (settle and cleanup retries, orphans: see reconcile.py), so the whole
+call costs one paginated DescribeInstances (plus one
 per 200 held machines that lack our tag) and one DescribeSpotInstanceRequests per 200 held
 Spot Instances.
 """
@@ -20,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from hostfactory_aws import orphans, records, state
+from hostfactory_aws import orphans, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instances, spot_notices
 from hostfactory_aws.context import Context
@@ -122,7 +123,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             if r["machineId"] in ended:
                 r["gracePeriod"] = 0
 
-    found_orphans, killed = orphans.handle(ctx, found, given or None, now)
+    found_orphans, killed = reconcile.after_sweep(ctx, found, now, held=given or None,
+                                                  orphan_pass=True)
 
     missing = len(ids) - len(described)
     msg = f"{len(out)} of {len(ids)} machines are being taken back by EC2"

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from hostfactory_aws import reconcile, records, state
+from hostfactory_aws import answers, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, launch_spec
 from hostfactory_aws.context import Context
@@ -75,21 +75,30 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     cfg = ctx.config
     rid = records.new_request_id("req")
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
-    snapshot = state.read(path, timeout)
-    if reconcile.stale_ids(snapshot, time.time()):
-        reconcile.reap(ctx, snapshot)  # a killed call's reservation must not block this one
+    journal = answers.token(path, create=True)
+    answers.hold(path, rid)  # held until this process exits: the reaper leaves us alone
+    # a dead call's reservation is freed before maxNumber is checked
+    reconcile.reap(ctx, state.read(path, timeout), note_answered=False)
     with state.update(path, timeout) as st:
         if t["maxNumber"] >= 0:
             held = records.held_units(st).get(tid, 0.0)
             available = max(0, int(t["maxNumber"] - held))
             if count > available:
+                answers.release(path, rid)
                 raise InputError(
                     f"template.machineCount: {count} is more than the {available} template "
                     f"'{tid}' can still give (maxNumber {t['maxNumber']}, {held:g} held)")
-        rec = records.new_create(tid, count, t["providerApi"], time.time())
+        rec = records.new_create(tid, count, t["providerApi"], time.time(), journal)
         rec.update(fleetType=t["fleetType"], weights=t["vmTypes"], target=count,
                    onDemandShare=launch_spec.on_demand_share(t),
                    validUntil=rec["createdAt"] + 60 * float(t["spotFleetRequestExpiry"]))
+        if t.get("instancePendingTimeoutSec"):
+            rec["pendingTimeoutSec"] = t["instancePendingTimeoutSec"]
+        # Names known before the call: a lost reply or a kill cannot hide what to release.
+        if t["providerApi"] != "RunInstances" and not t.get("launchTemplateId"):
+            rec["launchTemplateName"] = f"hf-{rid}"
+        if t["providerApi"] == "ASG":
+            rec["fleetIds"] = [f"hf-{rid}"]
         st["requests"][rid] = rec
 
     tags = tagmod.base_tags(ctx.provider, rid, tid)
@@ -107,8 +116,9 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
                 rec["launch"] = "unknown"
                 rec["errors"] = [f"{exc.code}: {exc.aws_message}"]
             log.error("%s: launch outcome unknown: %s", rid, exc)
-            return {"requestId": rid, "message": f"launch outcome unknown ({exc.code}); "
-                    "getRequestStatus reports what AWS launched"}
+            return _answered(path, {"requestId": rid, "message": f"launch outcome unknown "
+                                    f"({exc.code}); getRequestStatus reports what AWS "
+                                    "launched"})
         _forget(path, timeout, rid)
         raise
     except BaseException:
@@ -118,8 +128,10 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     with state.update(path, timeout) as st:
         rec = st["requests"][rid]
         rec["launch"] = "done"
-        rec["fleetIds"] = launched["fleetIds"]
+        rec["fleetIds"] = launched["fleetIds"] or rec["fleetIds"]
         rec["launchTemplateId"] = launched["launchTemplateId"]
+        if launched.get("suspendPending"):
+            rec["suspendPending"] = True
         rec["errors"] = launched["errors"]
         for iid, info in launched["instances"].items():
             rec["instances"][iid] = {**info, "state": "pending", "returnId": None}
@@ -131,10 +143,17 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     if launched["errors"]:
         msg += "; " + "; ".join(launched["errors"])
     log.info("%s: template %s: %s", rid, tid, msg)
-    return {"requestId": rid, "message": msg}
+    return _answered(path, {"requestId": rid, "message": msg})
+
+
+def _answered(path: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """The id goes to the answer journal (fsynced) before HostFactory can read it."""
+    answers.mark(path, answer["requestId"])
+    return answer
 
 
 def _forget(path: str, timeout: float, rid: str) -> None:
     """Nothing was launched: leave the state as it was before the call."""
     with state.update(path, timeout) as st:
         st["requests"].pop(rid, None)
+    answers.release(path, rid)

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from hostfactory_aws import records, state
+from hostfactory_aws import answers, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, instances
 from hostfactory_aws.context import Context
@@ -67,7 +67,9 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     owners = records.owner_of(snapshot)
 
     rid = records.new_request_id("ret")
-    rec = records.new_return(time.time())
+    journal = answers.token(path, create=True)
+    answers.hold(path, rid)
+    rec = records.new_return(time.time(), journal)
     to_terminate: list[str] = []
     for m in resolved:
         iid = m["machineId"]
@@ -113,6 +115,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             for owner_id, units in (lowered.items() if not tagged else ()):
                 if owner_id in st["requests"]:
                     st["requests"][owner_id]["target"] += units
+        answers.release(path, rid)
         raise
     with state.update(path, timeout) as st:
         cur = st["requests"].get(rid)
@@ -127,6 +130,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         msg += "; not returned: " + "; ".join(problems)
         log.warning("%s: %s", rid, msg)
     log.info("%s: returning %s", rid, ", ".join(to_terminate))
+    answers.mark(path, rid)
     return {"requestId": rid, "message": msg}
 
 

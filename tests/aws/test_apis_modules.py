@@ -185,8 +185,8 @@ def test_ec2_fleet_request_parameters(rid: str, make_ctx: Any, template: Any, su
     assert p["OnDemandOptions"] == {"AllocationStrategy": "prioritized"}     # spelling
     assert expires_in_minutes(p["ValidUntil"], 5)
     assert p["TerminateInstancesWithExpiration"] is False
-    assert p["ExcessCapacityTerminationPolicy"] == "no-termination"
-    assert "ReplaceUnhealthyInstances" not in p  # a maintain-only option
+    assert "ExcessCapacityTerminationPolicy" not in p  # maintain-only options (AWS)
+    assert "ReplaceUnhealthyInstances" not in p
     # request fleets may not tag instances in CreateFleet: the launch template does
     assert spec_tags(p["TagSpecifications"]) == {"fleet": ours(ctx, rid, "Mix")}
     (config,) = p["LaunchTemplateConfigs"]
@@ -418,7 +418,7 @@ def test_asg_single_type_parameters(rid: str, make_ctx: Any, template: Any, subn
          "ResourceType": "auto-scaling-group"} for k, v in sorted(ours(ctx, rid, "G").items())]
     assert p == {
         "AutoScalingGroupName": name, "MinSize": 0, "MaxSize": 3, "DesiredCapacity": 3,
-        "VPCZoneIdentifier": ",".join(subnets[:2]),
+        "NewInstancesProtectedFromScaleIn": True, "VPCZoneIdentifier": ",".join(subnets[:2]),
         "MixedInstancesPolicy": {
             "LaunchTemplate": {"LaunchTemplateSpecification": lt_ref,
                                "Overrides": [{"InstanceType": "m5.large",
@@ -488,8 +488,12 @@ def test_asg_settle_return_and_cleanup(rid: str, make_ctx: Any, template: Any, e
         return g
 
     ids = sorted(i["InstanceId"] for i in group()["Instances"])
+    # Auto Scaling never picks a held host: protected, and no process that replaces hosts
+    assert group()["NewInstancesProtectedFromScaleIn"] is True
+    assert {"AZRebalance", "ReplaceUnhealthy", "HealthCheck"} <= {
+        p["ProcessName"] for p in group()["SuspendedProcesses"]}
     seen = capture(ctx, monkeypatch)
-    asg.settle(ctx, rec, 4.0)
+    asg.settle(ctx, {**rec, "target": 4}, 5.0)  # never above what was asked
     assert seen == [("UpdateAutoScalingGroup", {"AutoScalingGroupName": name, "MinSize": 0,
                                                 "MaxSize": 4, "DesiredCapacity": 4})]
 
@@ -499,13 +503,13 @@ def test_asg_settle_return_and_cleanup(rid: str, make_ctx: Any, template: Any, e
             st.lifecycle_state = "Terminating"
     seen.clear()
     handled = asg.before_return(ctx, rec, {ids[0]: 1.0, ids[1]: 1.0, "i-0notinagroup0": 1.0})
-    assert handled == {ids[0], ids[1]}  # a machine of no group is left to TerminateInstances
-    assert ops(seen) == ["DescribeAutoScalingInstances", "TerminateInstanceInAutoScalingGroup"]
-    assert only(seen, "TerminateInstanceInAutoScalingGroup") == {
-        "InstanceId": ids[1], "ShouldDecrementDesiredCapacity": True}
-    assert group()["DesiredCapacity"] == 3  # decremented by exactly the one terminated
-    assert ec2.describe_instances(InstanceIds=[ids[1]])["Reservations"][0]["Instances"][0][
-        "State"]["Name"] == "terminated"
+    assert handled == set()  # the caller terminates every host in one call
+    assert ops(seen) == ["DescribeAutoScalingInstances", "DetachInstances"]
+    assert only(seen, "DetachInstances") == {
+        "AutoScalingGroupName": name, "InstanceIds": [ids[1]],
+        "ShouldDecrementDesiredCapacity": True}
+    assert group()["DesiredCapacity"] == 3  # decremented by exactly the one detached
+    assert ids[1] not in {i["InstanceId"] for i in group()["Instances"]}
 
     seen.clear()
     asg.cleanup(ctx, rec)

@@ -83,14 +83,32 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
     return {"LaunchTemplateId": lt_id, "Version": "$Latest"}, lt_id
 
 
-def delete_launch_template(ctx: Context, lt_id: str | None) -> None:
-    if not lt_id:
+def delete_launch_template(ctx: Context, lt_id: str | None, name: str | None = None) -> None:
+    """Delete the template made for a request, by id, or by its name when a lost reply left
+    the id unknown; a template already gone is fine."""
+    if not lt_id and not name:
+        return
+    key = {"LaunchTemplateId": lt_id} if lt_id else {"LaunchTemplateName": name}
+    try:
+        ctx.aws.call("ec2", "DeleteLaunchTemplate", **key)
+    except AwsError as exc:
+        if exc.kind != "not_found" and "does not exist" not in exc.aws_message:
+            raise
+
+
+def undo_template(ctx: Context, lt_id: str | None, exc: AwsError) -> None:
+    """The launch call failed: drop the template made for it if AWS surely did nothing.
+
+    Not when the outcome is unknown (a fleet may exist and need it to tag what it launches),
+    and a failure here never hides the launch's own error: the template's name is in the
+    record, so cleanup deletes it later.
+    """
+    if not lt_id or exc.kind in ("throttle", "unknown"):
         return
     try:
-        ctx.aws.call("ec2", "DeleteLaunchTemplate", LaunchTemplateId=lt_id)
-    except AwsError as exc:
-        if exc.kind != "not_found":
-            raise
+        delete_launch_template(ctx, lt_id)
+    except AwsError as why:
+        log.warning("could not delete launch template %s, cleanup retries it: %s", lt_id, why)
 
 
 def lowered_target(rec: dict[str, Any], units_by_id: dict[str, float]) -> int:

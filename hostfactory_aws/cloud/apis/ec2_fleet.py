@@ -11,8 +11,8 @@ other victims.
 from __future__ import annotations
 
 import logging
-import math
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
@@ -20,11 +20,12 @@ from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
     delete_launch_template,
     expiry,
+    fleet_policy,
     iso,
     launch_template,
-    lowered_target,
     new_launch,
     on_demand_part,
+    undo_template,
     weights_units,
 )
 from hostfactory_aws.cloud.session import classify
@@ -60,28 +61,37 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
         params["TagSpecifications"] = tagmod.tag_specs(["fleet"], all_tags)
         params["ValidUntil"] = iso(expiry(t, time.time()))
         params["TerminateInstancesWithExpiration"] = False
-        params["ExcessCapacityTerminationPolicy"] = "no-termination"
-        if fleet_type == "maintain":
+        if fleet_type == "maintain":  # AWS: excess capacity exists only for maintain fleets
+            params["ExcessCapacityTerminationPolicy"] = "no-termination"
             params["ReplaceUnhealthyInstances"] = False
     try:
         resp = ctx.aws.call("ec2", "CreateFleet", **params)
-    except AwsError:
-        delete_launch_template(ctx, created_lt)
+    except AwsError as exc:
+        undo_template(ctx, created_lt, exc)
         raise
     result["fleetIds"] = [resp["FleetId"]] if resp.get("FleetId") else []
     for err in resp.get("Errors", []):
         result["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
+    result["launchTemplateId"] = created_lt
     if fleet_type != "instant":
-        result["launchTemplateId"] = created_lt
         return result
-    delete_launch_template(ctx, created_lt)  # an instant fleet never launches again
+    try:  # an instant fleet never launches again: its template can go now
+        delete_launch_template(ctx, created_lt)
+        result["launchTemplateId"] = None
+    except AwsError as exc:  # the launch happened: never let clean-up undo that
+        log.warning("%s: could not delete launch template %s now, cleanup retries it: %s",
+                    request_id, created_lt, exc)
     for group in resp.get("Instances", []):
         itype = group.get("InstanceType")
         for iid in group.get("InstanceIds", []):
             result["instances"][iid] = {"units": weights_units(t["vmTypes"], itype),
                                         "name": "", "type": itype}
     if not result["instances"]:
-        cleanup(ctx, {**result, "fleetType": "instant"})
+        try:
+            cleanup(ctx, {**result, "fleetType": "instant"})
+        except AwsError as exc:  # nothing runs; the fleet record is harmless
+            log.warning("%s: could not delete empty instant fleet %s: %s", request_id,
+                        result["fleetIds"], exc)
         first = (resp.get("Errors") or [{}])[0]
         code = first.get("ErrorCode") or "UnfulfillableCapacity"
         raise AwsError("CreateFleet", code, first.get("ErrorMessage") or
@@ -111,22 +121,6 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return out
 
 
-def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
-    """The request ended: a request fleet stops trying, a maintain fleet holds what runs."""
-    ftype = rec.get("fleetType")
-    if ftype == "request":
-        _delete(ctx, rec, terminate=False)
-    elif ftype == "maintain" and running_units < rec.get("target", 0):
-        _modify(ctx, rec, math.ceil(running_units))
-
-
-def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
-    """Maintain fleets: lower the target first, so the returned machines are not replaced."""
-    if rec.get("fleetType") == "maintain" and units_by_id:
-        _modify(ctx, rec, lowered_target(rec, units_by_id))
-    return set()
-
-
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
     on_demand = on_demand_part(rec, target)
     spec = {"TotalTargetCapacity": target, "OnDemandTargetCapacity": on_demand,
@@ -138,18 +132,29 @@ def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
 
 
 def _delete(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
+    if rec.get("fleetType") == "instant" and not terminate:
+        return  # an instant fleet launches nothing after it answered
     ids = rec.get("fleetIds") or []
     size = DELETE_BATCH.get(rec.get("fleetType") or "instant", 25)
     for i in range(0, len(ids), size):
         resp = ctx.aws.call("ec2", "DeleteFleets", FleetIds=ids[i:i + size],
                             TerminateInstances=terminate)
-        for bad in resp.get("UnsuccessfulFleetDeletions", []):
-            err = bad.get("Error", {})
-            if err.get("Code") not in ("fleetIdDoesNotExist", "fleetNotInDeletableState"):
-                log.warning("DeleteFleets %s: %s", bad.get("FleetId"), err)
+        fleet_policy.check_unsuccessful("DeleteFleets",
+                                        resp.get("UnsuccessfulFleetDeletions", []), "FleetId",
+                                        ("fleetIdDoesNotExist", "fleetNotInDeletableState"))
+
+
+OPS = SimpleNamespace(stop=_delete, resize=_modify)
+
+
+def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
+    fleet_policy.settle(OPS, ctx, rec, running_units)
+
+
+def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
+    return fleet_policy.before_return(OPS, ctx, rec, units_by_id)
 
 
 def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
     """Last machine gone: delete the fleet(s), then the launch template we made."""
-    _delete(ctx, rec, terminate=True)
-    delete_launch_template(ctx, rec.get("launchTemplateId"))
+    fleet_policy.cleanup(OPS, ctx, rec)

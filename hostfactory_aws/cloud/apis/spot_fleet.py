@@ -9,20 +9,20 @@ request and deletes the launch template.
 from __future__ import annotations
 
 import logging
-import math
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
-    delete_launch_template,
     expiry,
+    fleet_policy,
     iso,
     launch_template,
-    lowered_target,
     new_launch,
     on_demand_part,
+    undo_template,
 )
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
@@ -60,19 +60,20 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
             t.get("allocationStrategyOnDemand", "lowest-price")],
         "ValidUntil": iso(expiry(t, time.time())),
         "TerminateInstancesWithExpiration": False,
-        "ExcessCapacityTerminationPolicy": "noTermination",
         "ReplaceUnhealthyInstances": False,
         "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
                                    "Overrides": overrides}],
         "TagSpecifications": tagmod.tag_specs(["spot-fleet-request"], all_tags),
         "ClientToken": request_id,
     }
+    if t["fleetType"] == "maintain":  # AWS: only a maintain request has excess capacity
+        config["ExcessCapacityTerminationPolicy"] = "noTermination"
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
     try:
         resp = ctx.aws.call("ec2", "RequestSpotFleet", SpotFleetRequestConfig=config)
-    except AwsError:
-        delete_launch_template(ctx, created_lt)
+    except AwsError as exc:
+        undo_template(ctx, created_lt, exc)
         raise
     result["fleetIds"] = [resp["SpotFleetRequestId"]]
     result["launchTemplateId"] = created_lt
@@ -99,19 +100,6 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return out
 
 
-def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
-    if rec.get("fleetType") == "request":
-        _cancel(ctx, rec, terminate=False)
-    elif rec.get("fleetType") == "maintain" and running_units < rec.get("target", 0):
-        _modify(ctx, rec, math.ceil(running_units))
-
-
-def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
-    if rec.get("fleetType") == "maintain" and units_by_id:
-        _modify(ctx, rec, lowered_target(rec, units_by_id))
-    return set()
-
-
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
     on_demand = on_demand_part(rec, target)
     for fid in rec.get("fleetIds", []):
@@ -126,11 +114,22 @@ def _cancel(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
     for i in range(0, len(ids), BATCH):
         resp = ctx.aws.call("ec2", "CancelSpotFleetRequests",
                             SpotFleetRequestIds=ids[i:i + BATCH], TerminateInstances=terminate)
-        for bad in resp.get("UnsuccessfulFleetRequests", []):
-            log.warning("CancelSpotFleetRequests %s: %s", bad.get("SpotFleetRequestId"),
-                        bad.get("Error"))
+        fleet_policy.check_unsuccessful(
+            "CancelSpotFleetRequests", resp.get("UnsuccessfulFleetRequests", []),
+            "SpotFleetRequestId",
+            ("fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"))
+
+
+OPS = SimpleNamespace(stop=_cancel, resize=_modify)
+
+
+def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
+    fleet_policy.settle(OPS, ctx, rec, running_units)
+
+
+def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
+    return fleet_policy.before_return(OPS, ctx, rec, units_by_id)
 
 
 def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
-    _cancel(ctx, rec, terminate=True)
-    delete_launch_template(ctx, rec.get("launchTemplateId"))
+    fleet_policy.cleanup(OPS, ctx, rec)
