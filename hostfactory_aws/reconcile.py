@@ -33,6 +33,7 @@ from hostfactory_aws.machines import COMPLETE_WITH_ERROR, RUNNING, state_of
 
 log = logging.getLogger(__name__)
 ENDING = ("terminated", "shutting-down")
+SETTLE_RETRIES_AT_ONCE = 3
 
 
 def _lock_timeout(ctx: Context) -> float:
@@ -254,9 +255,12 @@ def _write_outcome(ctx: Context, outcome: dict[str, dict[str, Any]], now: float)
             elif "settleError" in out:
                 info = cur.setdefault("settle", {"attempts": 0})
                 info["attempts"] = info.get("attempts", 0) + 1
-                info["next"] = now + min(records.CLEANUP_MAX_RETRY_SEC,
-                                         records.CLEANUP_FIRST_RETRY_SEC
-                                         * 2 ** (info["attempts"] - 1))
+                # a fleet still launching costs money: the next calls retry at once,
+                # then back off like cleanup
+                extra = info["attempts"] - SETTLE_RETRIES_AT_ONCE
+                info["next"] = now if extra < 1 else now + min(
+                    records.CLEANUP_MAX_RETRY_SEC, records.CLEANUP_FIRST_RETRY_SEC * 2 ** (
+                        extra - 1))
                 info["error"] = out["settleError"]
             if out.get("cleaned"):
                 cur["cleaned"] = True
