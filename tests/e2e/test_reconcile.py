@@ -181,3 +181,39 @@ def test_one_protected_host_neither_keeps_the_others_nor_fails_them(hf: HostFact
     assert all(results[i]["result"] == "succeed" for i in others)
     assert states(hf, others) == ["terminated", "terminated"]
     assert states(hf, [guarded]) == ["running"]
+
+
+def kill_before_answer(hf: HostFactory, rid: str) -> None:
+    """The state a requestMachines killed before it answered leaves: its record still
+    launching, its id not in the answer journal, its call lock free (the process is gone)."""
+    data = hf.state()
+    rec = data["requests"][rid]
+    rec.update(launch="launching", answered=False, instances={})
+    hf.state_path.write_text(json.dumps(data))
+    journal = hf.state_path.with_name(hf.state_path.name + ".answers")
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(x for x in lines if x.strip() != rid))
+    locks = hf.state_path.with_name(hf.state_path.name + ".calls")
+    (locks / f"{rid}.lock").write_text("")  # left behind, nobody holds it
+
+
+def test_a_killed_group_launch_is_reaped_with_its_group_and_template(
+        hf: HostFactory) -> None:
+    hf.write_templates(api_templates(hf) + hf.default_templates())
+    rid = hf.request("ASG-One", 2)
+    ids = sorted(i for i, inst in hf.server.instances().items()
+                 if _e2e.tags_of(inst).get(REQUEST_TAG) == rid)
+    assert len(ids) == 2
+    kill_before_answer(hf, rid)
+
+    other = hf.request(RI, 1)  # its reaper: HostFactory provably never got rid
+    assert states(hf, ids) in (["terminated"] * 2, ["shutting-down"] * 2)
+    assert hf.state()["requests"][rid]["launch"] == "abandoned"
+    hf.status(other)
+    hf.status(other)  # settle (the group launches nothing more), then cleanup
+    assert Owner(hf, "ASG-One", rid).state() in ("gone", "Delete in progress")
+    assert launch_templates(hf, rid) == []
+    live = [i for i, inst in hf.server.instances().items()
+            if _e2e.tags_of(inst).get(REQUEST_TAG) == rid
+            and inst["State"]["Name"] not in ("terminated", "shutting-down")]
+    assert live == []  # nothing refilled what the reaper ended
