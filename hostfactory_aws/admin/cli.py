@@ -375,8 +375,11 @@ def status_report(data: dict[str, Any], found: dict[str, dict[str, Any]], now: f
         by_state[machines.state_of(inst)] = by_state.get(machines.state_of(inst), 0) + 1
     live = [iid for iid, inst in found.items()
             if machines.state_of(inst) not in ("terminated", "shutting-down")]
+    from hostfactory_aws import records
+
     return {"requests": requests, "instances": by_state,
-            "liveNotHeld": sorted(i for i in live if i not in held)}
+            "liveNotHeld": sorted(i for i in live if i not in held),
+            "stuck": records.stuck(data)}
 
 
 def _age(seconds: float) -> str:
@@ -419,6 +422,9 @@ def _status(args: argparse.Namespace) -> int:
             _out(line)
     total = " ".join(f"{k}={v}" for k, v in sorted(report["instances"].items())) or "none"
     _out(f"EC2: instances tagged hostfactory:provider={ctx.provider}: {total}")
+    for rid, why in sorted(report["stuck"].items()):
+        _out(f"STUCK {rid}: {why['what']} failed {why['attempts']} times "
+             f"({', '.join(why['resources']) or '-'}): {why['error']}; retried by the plugin")
     if report["liveNotHeld"]:
         _out(f"EC2: {len(report['liveNotHeld'])} live instances are in no open request: "
              f"{', '.join(report['liveNotHeld'][:10])}"

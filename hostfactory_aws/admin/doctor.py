@@ -187,6 +187,18 @@ def _state(ctx: Any) -> Line:
         return Line(FAIL, "state file", f"{path}: unreadable: {exc}",
                     "the next call moves it aside and restores the .bak copy; check the disk")
     open_ = sum(1 for r in reqs.values() if r.get("endedAt") is None)
+    from hostfactory_aws import records
+
+    stuck = records.stuck(data)
+    if stuck:
+        why = "; ".join(f"{rid}: {s['what']} failed {s['attempts']}x "
+                        f"({', '.join(s['resources']) or '-'}): {s['error']}"
+                        for rid, s in sorted(stuck.items())[:5])
+        status = FAIL if max(x["attempts"] for x in stuck.values()) >= 3 else OK
+        return Line(status, "state file", f"{path}: {len(reqs)} requests, {open_} open, "
+                    f"{len(stuck)} stuck: {why}",
+                    "fix what AWS says (permissions, limits); the plugin retries by itself "
+                    "and keeps the record until its fleet, group or template is gone")
     return Line(OK, "state file", f"{path}: {len(reqs)} requests, {open_} open")
 
 

@@ -172,3 +172,22 @@ def test_status_with_nothing_open(site: Site) -> None:
     proc = site.cli("status")
     assert proc.returncode == 0
     assert lines(proc.stdout)[0] == f"no open requests in {site.state_path}"
+
+
+def test_doctor_and_status_show_a_stuck_cleanup_and_why(site: Site) -> None:
+    data = {"version": 1, "requests": {"req-stuck": {
+        "kind": "create", "templateId": "Plain", "units": 1, "api": "EC2Fleet",
+        "createdAt": 1.0, "launch": "done", "instances": {}, "fleetIds": ["fleet-1234"],
+        "launchTemplateId": "lt-0abc", "status": "complete", "endedAt": None,
+        "cleanup": {"attempts": 4, "next": 9e12,
+                    "error": "UnauthorizedOperation: not allowed"}}}}
+    site.work_dir.mkdir(parents=True, exist_ok=True)
+    site.state_path.write_text(json.dumps(data))
+
+    proc = site.cli("status")
+    assert proc.returncode == 0, proc.stderr
+    assert ("STUCK req-stuck: cleanup failed 4 times (fleet-1234, lt-0abc): "
+            "UnauthorizedOperation: not allowed; retried by the plugin") in proc.stdout
+    doctor = site.cli("doctor")
+    (line,) = [x for x in lines(doctor.stdout) if "state file" in x]
+    assert line.startswith("FAIL") and "1 stuck" in line and "UnauthorizedOperation" in line
