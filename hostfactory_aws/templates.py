@@ -14,7 +14,7 @@ from hostfactory_aws.errors import ConfigError
 from hostfactory_aws.schema import checked, coerce_numeric_strings, load_json_file
 
 INT_FIELDS = {"maxNumber", "rootDeviceVolumeSize", "iops", "percentOnDemand",
-              "spotFleetRequestExpiry", "priority"}
+              "spotFleetRequestExpiry", "priority", "instancePendingTimeoutSec"}
 FLOAT_FIELDS = frozenset({"maxSpotPrice"})
 ATTR_TYPES = ("String", "Numeric", "Boolean")
 SUPPORTED_APIS = {"RunInstances": {None}, "EC2Fleet": {"instant", "request", "maintain"},

@@ -548,3 +548,9 @@ def test_unwritable_cache_only_means_checking_again(tfile: str, tmp_path: Any) -
     cache = str(tmp_path / "no-such-dir" / "validated.json")
     assert templates.parse_templates({"templates": [base()]}, tfile, cache)
     assert not os.path.exists(cache)
+
+
+def test_pending_timeout_per_template(tfile: str) -> None:
+    assert one(tfile, instancePendingTimeoutSec="1200")["instancePendingTimeoutSec"] == 1200
+    msg = error_of(tfile, base(instancePendingTimeoutSec=5))
+    assert_names(msg, tfile, "T1", "instancePendingTimeoutSec")
