@@ -59,7 +59,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 
     answers, asked = [], {}
     for rid in ids:
-        rec = recs.get(rid) or rebuild(rid, found, now)
+        rec = recs.get(rid) or reconcile.rebuild(rid, found, now)
         if rec is None:
             answers.append({"requestId": rid, "status": COMPLETE_WITH_ERROR, "machines": [],
                             "message": f"unknown request id '{rid}': not in the state file and "
@@ -94,34 +94,6 @@ def describe_progress(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str
             for rid in group:
                 out[rid] = {"active": True, "errors": [f"{exc.code}: {exc.aws_message}"]}
     return out
-
-
-def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str, Any] | None:
-    """A record for a request the state file lost, from the instances' tags."""
-    key = tagmod.REQUEST_ID if rid.startswith("req-") else tagmod.RETURN_ID
-    mine = {iid: inst for iid, inst in found.items()
-            if tagmod.from_aws(inst.get("Tags")).get(key) == rid}
-    if not mine:
-        return None
-    first = min(machines.epoch(i.get("LaunchTime")) for i in mine.values())
-    if key == tagmod.RETURN_ID:
-        rec = records.new_return(first)
-        rec["machines"] = {iid: {"name": machines.host_name(i), "refused": "",
-                                 "requestId": tagmod.from_aws(i.get("Tags")).get(tagmod.REQUEST_ID)}
-                           for iid, i in mine.items()}
-        rec["createdAt"] = 0  # unknown: old enough for vanished machines to count as gone
-        rec["phase"] = "done"
-        rec["rebuilt"] = True
-        return rec
-    any_tags = tagmod.from_aws(next(iter(mine.values())).get("Tags"))
-    rec = records.new_create(any_tags.get(tagmod.TEMPLATE_ID, "?"), len(mine), "?", first)
-    rec["launch"] = "done"
-    rec["instances"] = {iid: {"units": 1.0, "name": machines.host_name(i),
-                              "type": i.get("InstanceType"), "state": machines.state_of(i),
-                              "returnId": None} for iid, i in mine.items()}
-    rec["rebuilt"] = True
-    log.warning("%s: not in the state file; rebuilt from %d tagged instances", rid, len(mine))
-    return rec
 
 
 def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]],

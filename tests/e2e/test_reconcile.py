@@ -217,3 +217,20 @@ def test_a_killed_group_launch_is_reaped_with_its_group_and_template(
             if _e2e.tags_of(inst).get(REQUEST_TAG) == rid
             and inst["State"]["Name"] not in ("terminated", "shutting-down")]
     assert live == []  # nothing refilled what the reaper ended
+
+
+def test_a_lost_work_dir_does_not_overstate_available_number(hf: HostFactory) -> None:
+    rid = hf.request(RI, 5)
+    hf.wait(rid)
+    import shutil
+
+    shutil.rmtree(hf.work_dir)  # state and backup gone, HostFactory still holds 5 hosts
+    hf.server.reset_calls()
+    assert hf.templates()[RI]["availableNumber"] == 10 - 5
+    assert hf.server.calls() == {"DescribeInstances": 1}
+    code, answer = hf.call("requestMachines", {"template": {"templateId": RI,
+                                                            "machineCount": 6}})
+    assert code == 1 and "more than the 5" in answer["message"], answer
+    hf.server.reset_calls()
+    assert hf.templates()[RI]["availableNumber"] == 5
+    assert hf.server.calls() == {}  # the state exists again: free of AWS
