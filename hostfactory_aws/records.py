@@ -229,7 +229,7 @@ def can_clean(rec: dict[str, Any]) -> bool:
 
 def has_resources(rec: dict[str, Any]) -> bool:
     return bool(rec.get("fleetIds") or rec.get("launchTemplateId")
-                or rec.get("launchTemplateName"))
+                or rec.get("launchTemplateName") or rec.get("launchTemplateVersion"))
 
 
 def cleanup_due(rec: dict[str, Any], now: float) -> bool:

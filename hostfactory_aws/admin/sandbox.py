@@ -58,6 +58,71 @@ def make_moto_faithful() -> None:
     Fleets.create_fleet = _idempotent(Fleets.create_fleet)  # type: ignore[method-assign]
     _add_modify_fleet()
     _tolerate_empty_spot_fleet_termination()
+    _merge_source_version()
+
+
+def _merge_source_version() -> None:
+    """CreateLaunchTemplateVersion with SourceVersion: EC2 starts from that version's data
+    and lays the given fields over it; moto ignores SourceVersion (the new version would
+    have no image)."""
+    import copy
+
+    from moto.ec2.responses.launch_templates import LaunchTemplates
+
+    original = LaunchTemplates.create_launch_template_version
+    if getattr(original, "_hf_faithful", False):
+        return
+
+    def create_launch_template_version(self: Any) -> Any:
+        source = self._get_param("SourceVersion")
+        if source:
+            name, tid = self._get_param("LaunchTemplateName"), self._get_param("LaunchTemplateId")
+            tmpl = (self.ec2_backend.get_launch_template(tid) if tid else
+                    self.ec2_backend.get_launch_template_by_name(name))
+            merged = {**copy.deepcopy(tmpl.get_version(source).data),
+                      **self._get_param("LaunchTemplateData", {})}
+            get = self._get_param
+            self._get_param = lambda key, default=None: (
+                merged if key == "LaunchTemplateData" else get(key, default))
+        return original(self)
+
+    create_launch_template_version._hf_faithful = True  # type: ignore[attr-defined]
+    LaunchTemplates.create_launch_template_version = (  # type: ignore[method-assign]
+        create_launch_template_version)
+    LaunchTemplates.delete_launch_template_versions = (  # type: ignore[attr-defined]
+        _delete_launch_template_versions)
+
+
+def _delete_launch_template_versions(self: Any) -> Any:
+    """DeleteLaunchTemplateVersions, which moto lacks: the default version is refused, the
+    others go (moto numbers versions by position, so only trailing ones leave the list)."""
+    from moto.core.responses import ActionResult
+
+    tid = self._get_param("LaunchTemplateId")
+    tmpl = (self.ec2_backend.get_launch_template(tid) if tid else
+            self.ec2_backend.get_launch_template_by_name(self._get_param("LaunchTemplateName")))
+    done, bad = [], []
+    for number in self._get_param("Versions", []):
+        row = {"LaunchTemplateId": tmpl.id, "LaunchTemplateName": tmpl.name,
+               "VersionNumber": int(number)}
+        try:
+            version = tmpl.get_version(number)
+        except Exception:  # noqa: BLE001 - moto's not-found error
+            version = None
+        if version is None or getattr(version, "hf_deleted", False):
+            bad.append({**row, "ResponseError": {"Code": "launchTemplateVersionDoesNotExist",
+                                                 "Message": "version does not exist"}})
+        elif tmpl.is_default(version):
+            bad.append({**row, "ResponseError": {
+                "Code": "launchTemplateVersionIsDefault",
+                "Message": "cannot delete the default version"}})
+        else:
+            version.hf_deleted = True
+            done.append(row)
+    while len(tmpl.versions) > 1 and getattr(tmpl.versions[-1], "hf_deleted", False):
+        tmpl.versions.pop()
+    return ActionResult({"SuccessfullyDeletedLaunchTemplateVersions": done,
+                         "UnsuccessfullyDeletedLaunchTemplateVersions": bad})
 
 
 def _tolerate_empty_spot_fleet_termination() -> None:

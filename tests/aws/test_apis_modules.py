@@ -56,6 +56,7 @@ def launch(module: Any, ctx: Any, tid: str, rid: str, units: int) -> tuple[dict,
     got = module.launch(ctx, t, rid, units, tagmod.base_tags(ctx.provider, rid, tid))
     rec = {"api": t["providerApi"], "fleetType": t["fleetType"], "fleetIds": got["fleetIds"],
            "launchTemplateId": got["launchTemplateId"], "target": units,
+           "launchTemplateVersion": got.get("launchTemplateVersion"),
            "onDemandShare": launch_spec.on_demand_share(t), "weights": t["vmTypes"]}
     return got, rec
 
@@ -142,23 +143,39 @@ def test_launch_template_per_request_tags_instances_and_volumes(
     assert tag_dict(made["Tags"]) == ours(ctx, rid, "Req")
 
 
-def test_admin_launch_template_is_used_as_is_and_never_deleted(
+def test_admin_launch_template_gets_a_tagged_version_per_request_never_changed(
         rid: str, make_ctx: Any, template: Any, ec2: Any, ami: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     admin = ec2.create_launch_template(LaunchTemplateName=f"admin-{rid}", LaunchTemplateData={
-        "ImageId": ami, "InstanceType": "m5.large"})["LaunchTemplate"]["LaunchTemplateId"]
+        "ImageId": ami, "InstanceType": "m5.large", "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": [{"Key": "Team", "Value": "grid"}]}]}
+    )["LaunchTemplate"]["LaunchTemplateId"]
     ctx = make_ctx(template("LT", providerApi="EC2Fleet", fleetType="maintain",
                            launchTemplateId=admin, launchTemplateVersion=1, vmType=None,
                            imageId=None, vmTypes={"m5.large": 1}))
     seen = capture(ctx, monkeypatch)
     got, rec = launch(ec2_fleet, ctx, "LT", rid, 1)
     assert "CreateLaunchTemplate" not in ops(seen)
+    made = only(seen, "CreateLaunchTemplateVersion")
+    assert (made["LaunchTemplateId"], made["SourceVersion"]) == (admin, "1")
     spec = only(seen, "CreateFleet")["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"]
-    assert spec == {"LaunchTemplateId": admin, "Version": "1"}
+    assert spec == {"LaunchTemplateId": admin, "Version": "2"}
     assert got["launchTemplateId"] is None
+    assert got["launchTemplateVersion"] == {"LaunchTemplateId": admin, "Version": "2"}
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=admin, Versions=["2"])
+    data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    specs = {x["ResourceType"]: {t["Key"]: t["Value"] for t in x["Tags"]}
+             for x in data["TagSpecifications"]}
+    ours = {"hostfactory:provider": ctx.provider, "hostfactory:requestId": rid}
+    assert ours.items() <= specs["instance"].items() and ours.items() <= specs["volume"].items()
+    assert specs["instance"]["Team"] == "grid"  # the admin's own tags are kept
     ec2_fleet.cleanup(ctx, rec)
     assert "DeleteLaunchTemplate" not in ops(seen)
+    assert only(seen, "DeleteLaunchTemplateVersions") == {"LaunchTemplateId": admin,
+                                                          "Versions": ["2"]}
     assert f"admin-{rid}" in launch_template_names(ec2)
+    left = ec2.describe_launch_template_versions(LaunchTemplateId=admin)
+    assert [v["VersionNumber"] for v in left["LaunchTemplateVersions"]] == [1]
 
 
 # --- EC2 Fleet -----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def module_for(api: str) -> Any:
 
 def new_launch(target: int = 0) -> dict[str, Any]:
     return {"instances": {}, "fleetIds": [], "errors": [], "launchTemplateId": None,
-            "target": target}
+            "launchTemplateVersion": None, "target": target}
 
 
 def prepare(ctx: Context, t: dict[str, Any], tags: dict[str, str]) -> tuple[dict, str | None]:
@@ -58,12 +58,18 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
                     tags: dict[str, str]) -> tuple[dict[str, str], str | None]:
     """(LaunchTemplateSpecification, id of the template we created or None).
 
-    The admin's own launchTemplateId is used as is and never deleted. Otherwise one is made
-    per request, named after it and idempotent by ClientToken, tagged like everything else;
+    The admin's own launchTemplateId is never changed or deleted: an API that launches
+    after the call (request/maintain fleets, Spot Fleet, groups) gets a version of it made
+    for this request that adds our instance and volume tags (nothing launches untagged,
+    else nothing would ever end it), deleted at cleanup. Otherwise one template is made per
+    request, named after it and idempotent by ClientToken, tagged like everything else;
     its TagSpecifications tag the fleet's instances and volumes at creation.
     """
     if t.get("launchTemplateId"):
-        return launch_spec.launch_template_ref(t), None
+        ref = launch_spec.launch_template_ref(t)
+        if t.get("fleetType") == "instant":  # CreateFleet tags the instances itself
+            return ref, None
+        return tagged_version(ctx, t, ref, request_id, tags), None
     common, data = prepare(ctx, t, tags)
     try:
         resp = ctx.aws.call(
@@ -81,6 +87,55 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
                             LaunchTemplateNames=[f"hf-{request_id}"])
         lt_id = resp["LaunchTemplates"][0]["LaunchTemplateId"]
     return {"LaunchTemplateId": lt_id, "Version": "$Latest"}, lt_id
+
+
+def tagged_version(ctx: Context, t: dict[str, Any], ref: dict[str, str], request_id: str,
+                   tags: dict[str, str]) -> dict[str, str]:
+    """A version of the admin's template with our tags merged into its own."""
+    src = ctx.aws.call("ec2", "DescribeLaunchTemplateVersions",
+                       LaunchTemplateId=ref["LaunchTemplateId"], Versions=[ref["Version"]])
+    data = src["LaunchTemplateVersions"][0].get("LaunchTemplateData", {})
+    theirs = {s["ResourceType"]: tagmod.from_aws(s.get("Tags"))
+              for s in data.get("TagSpecifications", [])}
+    ours = launch_spec.resource_tags(t, tags)
+    specs = [{"ResourceType": rt, "Tags": tagmod.as_aws({**theirs.get(rt, {}), **ours})}
+             for rt in sorted(set(theirs) | {"instance", "volume"})]
+    resp = ctx.aws.call("ec2", "CreateLaunchTemplateVersion",
+                        LaunchTemplateId=ref["LaunchTemplateId"], SourceVersion=ref["Version"],
+                        ClientToken=f"{request_id}-ltv",
+                        VersionDescription=f"hostfactory {request_id}",
+                        LaunchTemplateData={"TagSpecifications": specs})
+    number = resp["LaunchTemplateVersion"]["VersionNumber"]
+    return {"LaunchTemplateId": ref["LaunchTemplateId"], "Version": str(number)}
+
+
+def own_version(t: dict[str, Any], ref: dict[str, str]) -> dict[str, str] | None:
+    """The version launch_template made of the admin's template, if it made one."""
+    if t.get("launchTemplateId") and ref != launch_spec.launch_template_ref(t):
+        return dict(ref)
+    return None
+
+
+def release_templates(ctx: Context, rec: dict[str, Any]) -> None:
+    """Cleanup's last step: the template made for the request, or our version of the
+    admin's (never the admin's own versions)."""
+    delete_launch_template(ctx, rec.get("launchTemplateId"), rec.get("launchTemplateName"))
+    own = rec.get("launchTemplateVersion")
+    if not own:
+        return
+    try:
+        resp = ctx.aws.call("ec2", "DeleteLaunchTemplateVersions",
+                            LaunchTemplateId=own["LaunchTemplateId"], Versions=[own["Version"]])
+    except AwsError as exc:
+        if exc.kind == "not_found":
+            return
+        raise
+    for bad in resp.get("UnsuccessfullyDeletedLaunchTemplateVersions", []):
+        err = bad.get("ResponseError") or {}
+        if err.get("Code") not in ("launchTemplateVersionDoesNotExist",
+                                   "launchTemplateIdDoesNotExist"):
+            raise AwsError("DeleteLaunchTemplateVersions", str(err.get("Code")),
+                           str(err.get("Message")), "fatal")
 
 
 def delete_launch_template(ctx: Context, lt_id: str | None, name: str | None = None) -> None:

@@ -20,9 +20,10 @@ from typing import Any
 
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
-    delete_launch_template,
     launch_template,
     new_launch,
+    own_version,
+    release_templates,
     undo_template,
 )
 from hostfactory_aws.context import Context
@@ -71,6 +72,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
             raise
     result["fleetIds"] = [name]
     result["launchTemplateId"] = created_lt
+    result["launchTemplateVersion"] = own_version(t, lt_ref)
     try:
         suspend(ctx, name)
     except AwsError as exc:  # the group exists: never forget it; reconcile suspends later
@@ -187,4 +189,4 @@ def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
         except AwsError as exc:
             if "not found" not in exc.aws_message.lower() and exc.kind != "not_found":
                 raise
-    delete_launch_template(ctx, rec.get("launchTemplateId"), rec.get("launchTemplateName"))
+    release_templates(ctx, rec)

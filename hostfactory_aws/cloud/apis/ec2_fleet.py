@@ -25,6 +25,7 @@ from hostfactory_aws.cloud.apis import (
     launch_template,
     new_launch,
     on_demand_part,
+    own_version,
     undo_template,
     weights_units,
 )
@@ -73,6 +74,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     for err in resp.get("Errors", []):
         result["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
     result["launchTemplateId"] = created_lt
+    result["launchTemplateVersion"] = own_version(t, lt_ref)
     if fleet_type != "instant":
         return result
     try:  # an instant fleet never launches again: its template can go now

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hostfactory_aws.cloud.apis import delete_launch_template, lowered_target
+from hostfactory_aws.cloud.apis import lowered_target, release_templates
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
@@ -40,7 +40,7 @@ def before_return(ops: Any, ctx: Context, rec: dict[str, Any],
 
 def cleanup(ops: Any, ctx: Context, rec: dict[str, Any]) -> None:
     ops.stop(ctx, rec, terminate=True)
-    delete_launch_template(ctx, rec.get("launchTemplateId"), rec.get("launchTemplateName"))
+    release_templates(ctx, rec)
 
 
 def check_unsuccessful(operation: str, items: list[dict[str, Any]], id_key: str,

@@ -22,6 +22,7 @@ from hostfactory_aws.cloud.apis import (
     launch_template,
     new_launch,
     on_demand_part,
+    own_version,
     undo_template,
 )
 from hostfactory_aws.context import Context
@@ -77,6 +78,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
         raise
     result["fleetIds"] = [resp["SpotFleetRequestId"]]
     result["launchTemplateId"] = created_lt
+    result["launchTemplateVersion"] = own_version(t, lt_ref)
     return result
 
 
