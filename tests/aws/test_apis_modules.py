@@ -470,6 +470,22 @@ def test_asg_weighted_heterogeneous_parameters(rid: str, make_ctx: Any, template
         "OnDemandAllocationStrategy": "lowest-price", "SpotMaxPrice": "0.05"}
 
 
+def test_asg_admin_template_with_spot_goes_through_a_mixed_policy(
+        rid: str, make_ctx: Any, template: Any, ec2: Any, ami: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = ec2.create_launch_template(LaunchTemplateName=f"admin-{rid}", LaunchTemplateData={
+        "ImageId": ami, "InstanceType": "m5.large"})["LaunchTemplate"]["LaunchTemplateId"]
+    ctx = make_ctx(template("GS", providerApi="ASG", priceType="spot",
+                           launchTemplateId=admin, vmType=None, imageId=None))
+    seen = capture(ctx, monkeypatch)
+    launch(asg, ctx, "GS", rid, 2)
+    p = only(seen, "CreateAutoScalingGroup")
+    assert "LaunchTemplate" not in p
+    policy = p["MixedInstancesPolicy"]
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"]["LaunchTemplateId"] == admin
+    assert policy["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"] == 0
+
+
 def test_asg_describe_short_group_reports_scaling_failure(
         rid: str, make_ctx: Any, template: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = make_ctx(template("G", providerApi="ASG"))

@@ -58,7 +58,9 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     }
     if t["subnetIds"]:
         params["VPCZoneIdentifier"] = ",".join(t["subnetIds"])
-    if t["vmTypes"]:  # instance types (and weights, spot share) live in the policy
+    # Instance types, weights and the spot share live in the policy; an admin's template
+    # with a priceType other than on-demand needs it too, else the priceType is ignored.
+    if t["vmTypes"] or t["priceType"] != "ondemand":
         params["MixedInstancesPolicy"] = _mixed_policy(t, lt_ref)
         if any(w != 1 for w in t["vmTypes"].values()):
             params["DesiredCapacityType"] = "units"
