@@ -305,7 +305,8 @@ def handle_orphans(ctx: Context, found: dict[str, dict[str, Any]],
     return found_orphans, done
 
 
-def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str, Any] | None:
+def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float,
+            ctx: Context | None = None) -> dict[str, Any] | None:
     """A record for a request the state file lost, from the instances' tags."""
     key = tagmod.REQUEST_ID if rid.startswith("req-") else tagmod.RETURN_ID
     mine = {iid: inst for iid, inst in found.items()
@@ -327,34 +328,66 @@ def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str,
     rec["launch"] = "done"
     rec["instances"] = {iid: {"units": 1.0, "name": machines.host_name(i),
                               "type": i.get("InstanceType"), "state": machines.state_of(i),
-                              "returnId": None} for iid, i in mine.items()}
+                              "returnId": tagmod.from_aws(i.get("Tags")).get(tagmod.RETURN_ID)}
+                        for iid, i in mine.items()}
+    if ctx is not None:
+        _what_made_it(ctx, rec, rid, mine)
     rec["rebuilt"] = True
     rec["answered"] = True  # HostFactory got this id from a plugin that then lost its state
     log.warning("%s: not in the state file; rebuilt from %d tagged instances", rid, len(mine))
     return rec
 
 
-def adopt_lost_state(ctx: Context) -> dict[str, Any]:
+def _what_made_it(ctx: Context, rec: dict[str, Any], rid: str,
+                  mine: dict[str, dict[str, Any]]) -> None:
+    """From the template and EC2's own tags: the API, and the group, fleet and launch
+    template names to release (derived from the request id, as requestMachines made them)."""
+    from hostfactory_aws.errors import HostFactoryError
+
+    try:
+        t = ctx.template(rec["templateId"])
+    except HostFactoryError:
+        return  # the template is gone: only the hosts are known
+    rec.update(api=t["providerApi"], fleetType=t["fleetType"], weights=t["vmTypes"],
+               status="complete")  # HostFactory had its answer before the state was lost
+    for iid, info in rec["instances"].items():
+        info["units"] = apis.weights_units(t["vmTypes"], mine[iid].get("InstanceType"))
+    rec["units"] = rec["target"] = max(1, int(sum(i["units"] for i in rec["instances"].values())))
+    if t["providerApi"] != "RunInstances" and not t.get("launchTemplateId"):
+        rec["launchTemplateName"] = f"hf-{rid}"
+    if t["providerApi"] == "ASG":
+        rec["fleetIds"] = [f"hf-{rid}"]
+    for inst in mine.values():
+        for key in records.FLEET_ID_TAGS:
+            fid = tagmod.from_aws(inst.get("Tags")).get(key)
+            if fid and fid not in rec["fleetIds"]:
+                rec["fleetIds"].append(fid)
+
+
+def adopt_lost_state(ctx: Context,
+                     found: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """No state file (a lost or wiped work dir, a failover): rebuild what AWS says runs.
 
-    Every live host of this provider that was not returned is put back under its request,
-    so availableNumber counts what runs under each template. Costs one sweep, once: the
-    state file exists afterwards. A failed sweep is logged and the empty state used.
+    Every request the sweep shows hosts of (live, returned or ended: the ones whose hosts
+    are all gone still have a group, fleet or template to release) is rebuilt, so
+    availableNumber counts what runs under each template and reconcile settles and cleans
+    up what earlier requests left. Costs one sweep when the verb has none (getAvailable-
+    Templates), once: the state file exists afterwards. A failed sweep is logged and the
+    empty state used.
     """
-    try:
-        found = instances.sweep(ctx.aws, ctx.provider)
-    except AwsError as exc:
-        log.error("state file %s is missing and EC2 could not be listed; availableNumber "
-                  "may overstate what is free: %s", ctx.state_path, exc)
-        return state.read(ctx.state_path, _lock_timeout(ctx))
+    if found is None:
+        try:
+            found = instances.sweep(ctx.aws, ctx.provider)
+        except AwsError as exc:
+            log.error("state file %s is missing and EC2 could not be listed; availableNumber "
+                      "may overstate what is free: %s", ctx.state_path, exc)
+            return state.read(ctx.state_path, _lock_timeout(ctx))
     now = time.time()
-    live = {tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) for inst in found.values()
-            if state_of(inst) not in ENDING
-            and not tagmod.from_aws(inst.get("Tags")).get(tagmod.RETURN_ID)}
+    seen = {tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) for inst in found.values()}
     with state.update(ctx.state_path, _lock_timeout(ctx)) as st:
-        for rid in sorted(r for r in live if r and r.startswith("req-")):
+        for rid in sorted(r for r in seen if r and r.startswith("req-")):
             if rid not in st["requests"]:
-                rec = rebuild(rid, found, now)
+                rec = rebuild(rid, found, now, ctx)
                 if rec is not None:
                     st["requests"][rid] = rec
         st["rebuiltFromAwsAt"] = now

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from typing import Any
 
@@ -45,8 +46,11 @@ def parse_input(data: dict[str, Any]) -> list[str]:
 
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     ids = parse_input(data)
+    lost = not os.path.exists(ctx.state_path)
     snapshot = state.read(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"])
     found = instances.sweep(ctx.aws, ctx.provider)
+    if lost:  # a lost work dir: what AWS shows is the truth (no extra call)
+        snapshot = reconcile.adopt_lost_state(ctx, found)
     snapshot = reconcile.reap(ctx, snapshot, found)
     now = time.time()
     recs = {}
@@ -59,7 +63,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 
     answers, asked = [], {}
     for rid in ids:
-        rec = recs.get(rid) or reconcile.rebuild(rid, found, now)
+        rec = recs.get(rid) or reconcile.rebuild(rid, found, now, ctx)
         if rec is None:
             answers.append({"requestId": rid, "status": COMPLETE_WITH_ERROR, "machines": [],
                             "message": f"unknown request id '{rid}': not in the state file and "

@@ -18,6 +18,7 @@ Spot Instances.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -59,6 +60,7 @@ def state_reason(inst: dict[str, Any]) -> str:
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     given = parse_input(data)
     cfg = ctx.config
+    lost = not os.path.exists(ctx.state_path)
     snapshot = state.read(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"])
     # HostFactory may send {}: fall back on what the state says it holds
     held = given or records.live_machines(snapshot)
@@ -66,6 +68,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         found = instances.sweep(ctx.aws, ctx.provider)
     except AwsError as exc:
         raise _listing_failed(exc, "could not list this provider's instances") from exc
+    if lost:  # a lost work dir: what AWS shows is the truth (no extra call)
+        snapshot = reconcile.adopt_lost_state(ctx, found)
 
     by_name = records.names_index(snapshot)
     for iid, inst in found.items():

@@ -234,3 +234,32 @@ def test_a_lost_work_dir_does_not_overstate_available_number(hf: HostFactory) ->
     hf.server.reset_calls()
     assert hf.templates()[RI]["availableNumber"] == 5
     assert hf.server.calls() == {}  # the state exists again: free of AWS
+
+
+def test_group_lifecycle_with_the_work_dir_lost_before_every_call(hf: HostFactory) -> None:
+    import shutil
+
+    hf.write_templates(api_templates(hf) + hf.default_templates())
+
+    def lose() -> None:
+        shutil.rmtree(hf.work_dir, ignore_errors=True)
+
+    lose()
+    rid = hf.request("ASG-One", 2)
+    lose()
+    done = hf.wait(rid)
+    assert done["status"] == "complete" and len(done["machines"]) == 2, done
+    owner = Owner(hf, "ASG-One", rid)
+    lose()
+    assert hf.templates()["ASG-One"]["availableNumber"] == 20 - 2
+    lose()
+    ret = hf.give_back(done["machines"])
+    lose()
+    assert hf.wait(ret)["status"] == "complete"
+    lose()
+    hf.ok("getReturnRequests", {"machines": []})  # the group and template are released
+    assert owner.state() in ("gone", "Delete in progress")
+    assert launch_templates(hf, rid) == []
+    live = [i for i, inst in hf.server.instances().items()
+            if inst["State"]["Name"] not in ("terminated", "shutting-down")]
+    assert live == []
