@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from types import SimpleNamespace
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
@@ -146,17 +145,5 @@ def _delete(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
                                         ("fleetIdDoesNotExist", "fleetNotInDeletableState"))
 
 
-OPS = SimpleNamespace(stop=_delete, resize=_modify)
-
-
-def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
-    fleet_policy.settle(OPS, ctx, rec, running_units)
-
-
-def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
-    return fleet_policy.before_return(OPS, ctx, rec, units_by_id)
-
-
-def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
-    """Last machine gone: delete the fleet(s), then the launch template we made."""
-    fleet_policy.cleanup(OPS, ctx, rec)
+# The shared policy (fleet_policy) over this API's own calls.
+settle, before_return, cleanup = fleet_policy.interface(stop=_delete, resize=_modify)

@@ -14,11 +14,29 @@ or cleaned until AWS says so.
 from __future__ import annotations
 
 import math
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Callable
 
 from hostfactory_aws.cloud.apis import lowered_target, release_templates
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
+
+
+def interface(stop: Callable[..., None], resize: Callable[..., None]) -> tuple[Callable, ...]:
+    """(settle, before_return, cleanup) of an API module, from its stop and resize calls."""
+    ops = SimpleNamespace(stop=stop, resize=resize)
+
+    def settle_(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
+        settle(ops, ctx, rec, running_units)
+
+    def before_return_(ctx: Context, rec: dict[str, Any],
+                       units_by_id: dict[str, float]) -> set[str]:
+        return before_return(ops, ctx, rec, units_by_id)
+
+    def cleanup_(ctx: Context, rec: dict[str, Any]) -> None:
+        cleanup(ops, ctx, rec)
+
+    return settle_, before_return_, cleanup_
 
 
 def settle(ops: Any, ctx: Context, rec: dict[str, Any], running_units: float) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from types import SimpleNamespace
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
@@ -122,16 +121,5 @@ def _cancel(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
             ("fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"))
 
 
-OPS = SimpleNamespace(stop=_cancel, resize=_modify)
-
-
-def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
-    fleet_policy.settle(OPS, ctx, rec, running_units)
-
-
-def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
-    return fleet_policy.before_return(OPS, ctx, rec, units_by_id)
-
-
-def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
-    fleet_policy.cleanup(OPS, ctx, rec)
+# The shared policy (fleet_policy) over this API's own calls.
+settle, before_return, cleanup = fleet_policy.interface(stop=_cancel, resize=_modify)
