@@ -59,6 +59,38 @@ def make_moto_faithful() -> None:
     _add_modify_fleet()
     _tolerate_empty_spot_fleet_termination()
     _merge_source_version()
+    _tag_fleet_instances()
+
+
+def _tag_fleet_instances() -> None:
+    """EC2 tags what a fleet launches with ``aws:ec2:fleet-id`` (EC2 Fleet) or
+    ``aws:ec2spot:fleet-request-id`` (Spot Fleet); moto does not."""
+    from moto.ec2.models.fleets import FleetsBackend
+    from moto.ec2.models.spot_requests import SpotRequestBackend
+
+    if getattr(FleetsBackend.create_fleet, "_hf_faithful", False):
+        return
+    create_fleet, request_spot_fleet = (FleetsBackend.create_fleet,
+                                        SpotRequestBackend.request_spot_fleet)
+
+    def tag(backend: Any, fleet_id: str, key: str, reqs: list[Any]) -> None:
+        ids = [_fleet_instance(r).id for r in reqs if _fleet_instance(r) is not None]
+        if ids:
+            backend.create_tags(ids, {key: fleet_id})
+
+    def fleet(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = create_fleet(self, *args, **kwargs)
+        tag(self, made.id, "aws:ec2:fleet-id", made.spot_requests + made.on_demand_instances)
+        return made
+
+    def spot_fleet(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = request_spot_fleet(self, *args, **kwargs)
+        tag(self, made.id, "aws:ec2spot:fleet-request-id", made.spot_requests)
+        return made
+
+    fleet._hf_faithful = True  # type: ignore[attr-defined]
+    FleetsBackend.create_fleet = fleet  # type: ignore[method-assign]
+    SpotRequestBackend.request_spot_fleet = spot_fleet  # type: ignore[method-assign]
 
 
 def _merge_source_version() -> None:

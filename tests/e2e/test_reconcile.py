@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import hfenv as _e2e
+import pytest
 from test_apis_lifecycle import EF_REQUEST, Owner, api_templates, launch_templates
 
 HostFactory = _e2e.HostFactory
@@ -236,7 +237,8 @@ def test_a_lost_work_dir_does_not_overstate_available_number(hf: HostFactory) ->
     assert hf.server.calls() == {}  # the state exists again: free of AWS
 
 
-def test_group_lifecycle_with_the_work_dir_lost_before_every_call(hf: HostFactory) -> None:
+@pytest.mark.parametrize("tid", ["ASG-One", "EF-Maintain", "EF-Request", "SF-Request"])
+def test_lifecycle_with_the_work_dir_lost_before_every_call(hf: HostFactory, tid: str) -> None:
     import shutil
 
     hf.write_templates(api_templates(hf) + hf.default_templates())
@@ -245,20 +247,23 @@ def test_group_lifecycle_with_the_work_dir_lost_before_every_call(hf: HostFactor
         shutil.rmtree(hf.work_dir, ignore_errors=True)
 
     lose()
-    rid = hf.request("ASG-One", 2)
+    rid = hf.request(tid, 2)
     lose()
     done = hf.wait(rid)
     assert done["status"] == "complete" and len(done["machines"]) == 2, done
-    owner = Owner(hf, "ASG-One", rid)
+    owner = Owner(hf, tid, rid)
     lose()
-    assert hf.templates()["ASG-One"]["availableNumber"] == 20 - 2
+    assert hf.templates()[tid]["availableNumber"] == 20 - 2
     lose()
     ret = hf.give_back(done["machines"])
     lose()
     assert hf.wait(ret)["status"] == "complete"
     lose()
-    hf.ok("getReturnRequests", {"machines": []})  # the group and template are released
-    assert owner.state() in ("gone", "Delete in progress")
+    hf.ok("getReturnRequests", {"machines": []})  # settled, then released
+    lose()
+    hf.ok("getReturnRequests", {"machines": []})
+    assert owner.state() in ("gone", "Delete in progress", "deleted", "deleted_terminating",
+                             "cancelled", "cancelled_terminating"), owner.state()
     assert launch_templates(hf, rid) == []
     live = [i for i, inst in hf.server.instances().items()
             if inst["State"]["Name"] not in ("terminated", "shutting-down")]
