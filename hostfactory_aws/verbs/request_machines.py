@@ -130,6 +130,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         rec["launch"] = "done"
         rec["fleetIds"] = launched["fleetIds"] or rec["fleetIds"]
         rec["launchTemplateId"] = launched["launchTemplateId"]
+        if launched.get("templateDeleted"):  # an instant fleet's, deleted at once
+            rec.pop("launchTemplateName", None)
         if launched.get("launchTemplateVersion"):
             rec["launchTemplateVersion"] = launched["launchTemplateVersion"]
         if launched.get("suspendPending"):

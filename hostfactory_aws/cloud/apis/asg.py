@@ -156,8 +156,12 @@ def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
         rec["suspendPending"] = False
     size = min(math.ceil(running_units), int(rec.get("target", running_units)))
     for name in rec.get("fleetIds", []):
-        ctx.aws.call("autoscaling", "UpdateAutoScalingGroup", AutoScalingGroupName=name,
-                     MinSize=0, MaxSize=size, DesiredCapacity=size)
+        try:
+            ctx.aws.call("autoscaling", "UpdateAutoScalingGroup", AutoScalingGroupName=name,
+                         MinSize=0, MaxSize=size, DesiredCapacity=size)
+        except AwsError as exc:  # never made (a launch killed first) or already deleted
+            if "not found" not in exc.aws_message.lower() and exc.kind != "not_found":
+                raise
     rec["target"] = size
 
 

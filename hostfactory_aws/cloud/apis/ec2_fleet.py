@@ -79,6 +79,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     try:  # an instant fleet never launches again: its template can go now
         delete_launch_template(ctx, created_lt)
         result["launchTemplateId"] = None
+        result["templateDeleted"] = bool(created_lt)
     except AwsError as exc:  # the launch happened: never let clean-up undo that
         log.warning("%s: could not delete launch template %s now, cleanup retries it: %s",
                     request_id, created_lt, exc)
