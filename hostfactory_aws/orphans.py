@@ -40,6 +40,8 @@ def why_orphan(iid: str, rec: dict[str, Any] | None, known: set[str]) -> tuple[s
         return (None if iid in known else ("no request record", True))
     if rec.get("launch") == "abandoned":
         return "its launch was never answered", True
+    if rec.get("rebuilt"):  # the state was lost: only HostFactory's own list can tell
+        return "no request record (rebuilt from tags after the state was lost)", True
     delivered = rec.get("delivered")
     if iid in rec.get("instances", {}):
         info = rec["instances"][iid]

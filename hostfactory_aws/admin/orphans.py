@@ -81,7 +81,8 @@ def orphans_command(args: argparse.Namespace, stdin: Any = None,
 def _terminate_confirmed(ctx: Any, rows: list[dict[str, Any]], found: dict[str, Any],
                          snapshot: dict[str, Any], assume_yes: bool, stdin: Any,
                          note: Callable[[str], None], answer: dict[str, Any]) -> int:
-    if not any(r.get("kind") == "create" for r in snapshot.get("requests", {}).values()):
+    if not any(r.get("kind") == "create" and not r.get("rebuilt")
+               for r in snapshot.get("requests", {}).values()):
         note(f"refusing to terminate: the state file {ctx.state_path} holds no request "
              "(new or lost work dir?), so machines HostFactory still holds cannot be told "
              "from orphans. Check them, then terminate by hand.")
