@@ -26,7 +26,8 @@ from typing import Any
 
 TAG = "hostfactory:provider"
 READS = ["ec2:DescribeFleets", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
-         "ec2:DescribeInstances", "ec2:DescribeKeyPairs", "ec2:DescribeLaunchTemplates",
+         "ec2:DescribeInstances", "ec2:DescribeKeyPairs",
+         "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeLaunchTemplates",
          "ec2:DescribeSecurityGroups", "ec2:DescribeSpotFleetRequests",
          "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets",
          "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
@@ -34,9 +35,9 @@ READS = ["ec2:DescribeFleets", "ec2:DescribeImages", "ec2:DescribeInstanceTypes"
 EC2_CHANGES = ["ec2:CancelSpotFleetRequests", "ec2:CreateTags", "ec2:DeleteFleets",
                "ec2:DeleteLaunchTemplate", "ec2:ModifyFleet", "ec2:ModifySpotFleetRequest",
                "ec2:TerminateInstances"]
-ASG_CHANGES = ["autoscaling:DeleteAutoScalingGroup",
-               "autoscaling:TerminateInstanceInAutoScalingGroup",
-               "autoscaling:UpdateAutoScalingGroup"]
+ASG_CHANGES = ["autoscaling:DeleteAutoScalingGroup", "autoscaling:DetachInstances",
+               "autoscaling:SuspendProcesses", "autoscaling:UpdateAutoScalingGroup"]
+LT_VERSIONS = ["ec2:CreateLaunchTemplateVersion", "ec2:DeleteLaunchTemplateVersions"]
 CHECKS = ["iam:GetInstanceProfile", "iam:GetRole", "sts:GetCallerIdentity"]
 # service-linked role per AWS service name (made by AWS on the API's first use)
 SERVICE_LINKED = {"autoscaling.amazonaws.com": "AWSServiceRoleForAutoScaling",
@@ -137,6 +138,14 @@ def policy(config: dict[str, Any], templates: list[dict[str, Any]], provider: st
         "Sid": "ChangeOnlyThisProvidersAutoScalingGroups", "Effect": "Allow",
         "Action": ASG_CHANGES, "Resource": "*",
         "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{TAG}": provider}}})
+    versioned = sorted({t["launchTemplateId"] for t in templates if t.get("launchTemplateId")
+                        and t.get("providerApi", "RunInstances") != "RunInstances"
+                        and t.get("fleetType") != "instant"})
+    if versioned:  # a tagged version per request of the admin's own template
+        statements.append({
+            "Sid": "TaggedVersionsOfTheAdminsLaunchTemplates", "Effect": "Allow",
+            "Action": LT_VERSIONS,
+            "Resource": [f"{ec2}launch-template/{lt}" for lt in versioned]})
     statements += _ssm(templates, part, region)
     statements += _pass_role(templates, part, profile_roles)
     statements += _service_linked(templates, apis, part)

@@ -32,6 +32,10 @@ IMPLIED = {
                                    "service-linked role on first use",
     "autoscaling:CreateOrUpdateTags": "CreateAutoScalingGroup with Tags (tag on create)",
 }
+# Called only for a template naming the admin's own launchTemplateId on an asynchronous API
+# (the shipped conf has none): the generated policy then grants them on that template.
+ONLY_WITH_ADMIN_TEMPLATE = {"ec2:CreateLaunchTemplateVersion",
+                            "ec2:DeleteLaunchTemplateVersions"}
 IAM_PREFIX = {"ec2": "ec2", "ssm": "ssm", "iam": "iam", "sts": "sts",
               "autoscaling": "autoscaling"}
 
@@ -139,7 +143,8 @@ def test_every_aws_call_is_readable_by_the_scanner(scanned: Any) -> None:
 
 def test_every_called_action_is_in_the_policy(scanned: Any, allowed: set[str]) -> None:
     called, _ = scanned
-    missing = {a: sorted(files) for a, files in called.items() if a not in allowed}
+    missing = {a: sorted(files) for a, files in called.items()
+               if a not in allowed and a not in ONLY_WITH_ADMIN_TEMPLATE}
     assert not missing, f"add to docs/iam-policy.json: {missing}"
 
 
@@ -158,8 +163,8 @@ def test_changes_to_existing_resources_are_limited_to_this_providers(
     destructive = {"ec2:TerminateInstances", "ec2:DeleteFleets", "ec2:DeleteLaunchTemplate",
                    "ec2:CancelSpotFleetRequests", "ec2:ModifyFleet",
                    "ec2:ModifySpotFleetRequest", "autoscaling:DeleteAutoScalingGroup",
-                   "autoscaling:UpdateAutoScalingGroup",
-                   "autoscaling:TerminateInstanceInAutoScalingGroup"}
+                   "autoscaling:UpdateAutoScalingGroup", "autoscaling:DetachInstances",
+                   "autoscaling:SuspendProcesses"}
     assert destructive <= allowed
     for st in policy["Statement"]:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]

@@ -158,3 +158,19 @@ def test_the_command_prints_the_policy_for_the_conf_in_use(tmp_path: Path) -> No
     assert printed == iam_policy.policy(json.loads((ROOT / "conf" / "awsprov_config.json")
                                                    .read_text()), _sample(), "grid7")
     assert "grid7" in proc.stdout and '"aws"' not in proc.stdout
+
+
+def test_an_admins_template_on_an_asynchronous_api_may_get_tagged_versions() -> None:
+    lt = "lt-0123456789abcdef0"
+    async_lt = {"templateId": "G", "providerApi": "ASG", "launchTemplateId": lt}
+    instant_lt = {"templateId": "I", "providerApi": "EC2Fleet", "fleetType": "instant",
+                  "launchTemplateId": "lt-0fedcba9876543210"}
+    policy = iam_policy.policy(CONFIG, [async_lt, instant_lt], "grid1")
+    (st,) = [s for s in policy["Statement"]
+             if s["Sid"] == "TaggedVersionsOfTheAdminsLaunchTemplates"]
+    assert st["Action"] == ["ec2:CreateLaunchTemplateVersion",
+                            "ec2:DeleteLaunchTemplateVersions"]
+    assert st["Resource"] == [f"arn:aws:ec2:us-east-1:*:launch-template/{lt}"]
+    plain = iam_policy.policy(CONFIG, [instant_lt], "grid1")
+    assert "TaggedVersionsOfTheAdminsLaunchTemplates" not in {s["Sid"] for s in
+                                                              plain["Statement"]}
