@@ -48,8 +48,9 @@ def orphans_cli(hf: HostFactory) -> list[dict[str, Any]]:
                            "import main; sys.exit(main(sys.argv[1:]))", "orphans", "--json"],
                           capture_output=True, text=True, cwd=hf.cwd, timeout=120,
                           env={**hf.env, "PYTHONPATH": str(_e2e.ROOT)})
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)["orphans"]
+    rows = json.loads(proc.stdout)["orphans"]
+    assert proc.returncode == (1 if rows else 0), proc.stderr  # exit 1: orphans found
+    return rows
 
 
 def test_a_restored_state_or_backup_never_ends_a_held_host(hf: HostFactory) -> None:
