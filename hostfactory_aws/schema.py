@@ -49,10 +49,40 @@ def checked(data: Any, schema_name: str,
         key = _sha256_hex(schema_bytes + b"\0" + doc.encode("utf-8"))
         if key in _passed(cache_path):
             return []
+        failed = _failed(cache_path).get(key)
+        if failed is not None:
+            return [(list(p), m) for p, m in failed]
     errors = schema_errors(data, json.loads(schema_bytes))
-    if not errors and key:
-        _remember(cache_path, key)  # type: ignore[arg-type]
+    if key:
+        _remember(cache_path, key, errors)  # type: ignore[arg-type]
     return errors
+
+
+def property_names(schema_name: str, where: tuple[str, ...] = ()) -> list[str]:
+    """The keys a schema (or the object at ``where`` in it) knows, without jsonschema."""
+    node: Any = load_schema(schema_name)
+    for step in where:
+        node = node[step]
+    return sorted((node.get("properties") or {}).keys())
+
+
+def unknown_keys(data: dict[str, Any], schema_name: str,
+                 where: tuple[str, ...] = ()) -> list[str]:
+    """``unknown field 'X' (did you mean 'Y'?)`` per key the schema does not know."""
+    allowed = property_names(schema_name, where)
+    extra = sorted(set(data) - set(allowed))
+    return [_unknown_message(key, allowed) for key in extra]
+
+
+def _unknown_message(key: str, allowed: list[str]) -> str:
+    import difflib  # lazy: only an unknown key needs suggestions
+
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if not close:  # IBM's keys differ in case from ours in places (vmtype, VmType)
+        lower = {a.lower(): a for a in allowed}
+        close = [lower[key.lower()]] if key.lower() in lower else []
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown field '{key}'{hint}"
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -79,14 +109,30 @@ def _passed(cache_path: str) -> list[str]:
         return []
 
 
-def _remember(cache_path: str, key: str) -> None:
+def _failed(cache_path: str) -> dict[str, list[Any]]:
+    """Checks that failed, by key: a file left broken is not re-checked every poll."""
+    try:
+        with open(cache_path, encoding="utf-8") as fh:
+            failed = json.load(fh).get("failed", {})
+        return failed if isinstance(failed, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _remember(cache_path: str, key: str, errors: list[tuple[list[Any], str]]) -> None:
     """Best effort: a cache that cannot be written only means checking again next time."""
     from hostfactory_aws.errors import StateError
     from hostfactory_aws.state import write_json_atomic
 
-    keys = [k for k in _passed(cache_path) if k != key][-(VALIDATED_KEEP - 1):] + [key]
+    keys = [k for k in _passed(cache_path) if k != key]
+    failed = {k: v for k, v in _failed(cache_path).items() if k != key}
+    if errors:
+        failed[key] = [[p, m] for p, m in errors]
+    else:
+        keys.append(key)
+    keep = dict(list(failed.items())[-VALIDATED_KEEP:])
     with contextlib.suppress(OSError, StateError):
-        write_json_atomic(cache_path, {"sha256": keys})
+        write_json_atomic(cache_path, {"sha256": keys[-VALIDATED_KEEP:], "failed": keep})
 
 
 def schema_errors(data: Any, schema: dict[str, Any]) -> list[tuple[list[Any], str]]:
