@@ -52,6 +52,7 @@ class Context:
         self._config = _config
         self._templates = _templates
         self._aws = _aws
+        self.template_errors: dict[str, str] = {}  # template left out -> why (templates.py)
 
     def __repr__(self) -> str:
         fields = ("provider", "conf_dir", "work_dir", "log_dir", "config_path",
@@ -81,10 +82,13 @@ class Context:
 
     @property
     def templates(self) -> list[dict[str, Any]]:
+        """The good templates; one in error is left out alone (see template_errors)."""
         if self._templates is None:
-            from hostfactory_aws.templates import load_templates
+            from hostfactory_aws.templates import load_template_file, log_problems
 
-            self._templates = load_templates(self.templates_path, self.validated_path)
+            found = load_template_file(self.templates_path, self.validated_path)
+            log_problems(found)
+            self._templates, self.template_errors = found.good, found.bad
         return self._templates
 
     @property
@@ -99,6 +103,9 @@ class Context:
         from hostfactory_aws.templates import by_id
 
         t = by_id(self.templates, template_id)
+        if t is None and template_id in self.template_errors:
+            raise ConfigError(f"template.templateId: template '{template_id}' is in error: "
+                              f"{self.template_errors[template_id]}")
         if t is None:
             known = ", ".join(x["templateId"] for x in self.templates) or "none"
             raise ConfigError(f"template.templateId: unknown template '{template_id}' "

@@ -216,12 +216,14 @@ def split_problems(message: str, path: str) -> list[str]:
 def offline_problems(ctx: Any) -> list[str]:
     """Every problem of the config and templates files, one line each (both files checked)."""
     from hostfactory_aws.config import load_config
+    from hostfactory_aws.config import problems as config_problems
     from hostfactory_aws.errors import ConfigError
     from hostfactory_aws.templates import load_templates
 
     problems: list[str] = []
     try:
         ctx._config = load_config(ctx.config_path)
+        problems += config_problems(ctx._config)  # unknown keys: served, but reported
     except ConfigError as exc:
         problems += split_problems(str(exc), ctx.config_path)
     try:
@@ -301,6 +303,8 @@ def _templates(args: argparse.Namespace) -> int:
                      vm_text))
     for line in _table(rows):
         _out(line)
+    if " left out, in error: " in answer.get("message", ""):  # the good ones are served
+        return _fail("templates", answer["message"])
     return 0
 
 

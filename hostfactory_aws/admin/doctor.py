@@ -123,6 +123,15 @@ def _config(ctx: Any, lines: list[Line]) -> dict[str, Any] | None:
                           "correct the file (hostfactory-aws validate lists every problem)"))
         return None
     ctx._config = config
+    from hostfactory_aws.config import problems
+
+    unknown = problems(config)
+    if unknown:  # the verbs still run; the admin should still hear of it
+        lines.append(Line(FAIL, "config file",
+                          f"{where}: {_strip('; '.join(unknown), ctx.config_path)}",
+                          "correct or remove the key (the verbs ignore it meanwhile; "
+                          "hostfactory-aws validate lists every problem)"))
+        return config
     lines.append(Line(OK, "config file", f"{where}: valid"))
     return config
 

@@ -77,15 +77,29 @@ def test_unreachable_endpoint_fails_identity_and_ec2(site: Site) -> None:
 
 
 def test_invalid_config_fails_and_skips_the_aws_checks(site: Site) -> None:
-    site.config_path.write_text(json.dumps({"AWS_REGION": "us-east-1", "LogLevl": "INFO"}))
+    site.config_path.write_text(json.dumps({"LogLevl": "INFO"}))
+    proc = site.cli("doctor")
+    assert proc.returncode == 1
+    checks = _by_check(proc.stdout)
+    assert checks["config file"].startswith("FAIL ")
+    assert "unknown field 'LogLevl' (did you mean 'LogLevel'?)" in checks["config file"]
+    assert "'AWS_REGION' is required" in checks["config file"]
+    assert "hostfactory-aws validate" in checks["config file"]
+    assert checks["identity"].startswith("SKIP ")
+    assert site.server.calls() == {}
+
+
+def test_unknown_config_key_is_reported_but_not_fatal_to_the_checks(site: Site) -> None:
+    """Issue 13: the verbs run with an unknown key, so doctor reports it and goes on."""
+    cfg = json.loads(site.config_path.read_text())
+    site.config_path.write_text(json.dumps({**cfg, "LogLevl": "INFO"}))
     proc = site.cli("doctor")
     assert proc.returncode == 1
     checks = _by_check(proc.stdout)
     assert checks["config file"].startswith("FAIL ")
     assert "unknown field 'LogLevl' (did you mean 'LogLevel'?)" in checks["config file"]
     assert "hostfactory-aws validate" in checks["config file"]
-    assert checks["identity"].startswith("SKIP ")
-    assert site.server.calls() == {}
+    assert checks["identity"].startswith("OK ")
 
 
 def test_lsf_install_is_recognised(lsf_site: Site) -> None:
