@@ -41,45 +41,24 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
            tags: dict[str, str]) -> dict[str, Any]:
     fleet_type = t["fleetType"]
     result = new_launch(units)
-    all_tags = launch_spec.resource_tags(t, tags)
     lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
-    params: dict[str, Any] = {
-        "Type": fleet_type,
-        "ClientToken": request_id,
-        "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
-                                   "Overrides": launch_spec.fleet_overrides(t)}],
-        "TargetCapacitySpecification": launch_spec.capacity_split(t, units),
-        "SpotOptions": {"AllocationStrategy": t.get("allocationStrategy",
-                                                    "price-capacity-optimized")},
-        "OnDemandOptions": {"AllocationStrategy": t.get("allocationStrategyOnDemand",
-                                                        "lowest-price")},
-    }
-    if fleet_type == "instant":
-        params["TagSpecifications"] = tagmod.tag_specs(["fleet", "instance"], all_tags)
-    else:
-        params["TagSpecifications"] = tagmod.tag_specs(["fleet"], all_tags)
-        params["ValidUntil"] = iso(expiry(t, time.time()))
-        params["TerminateInstancesWithExpiration"] = False
-        params["ExcessCapacityTerminationPolicy"] = "no-termination"
-        if fleet_type == "maintain":
-            params["ReplaceUnhealthyInstances"] = False
+    params = _params(t, request_id, units, tags, lt_ref)
     try:
         resp = ctx.aws.call("ec2", "CreateFleet", **params)
     except AwsError:
         delete_launch_template(ctx, created_lt)
         raise
     result["fleetIds"] = [resp["FleetId"]] if resp.get("FleetId") else []
-    for err in resp.get("Errors", []):
-        result["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
+    _add_errors(result, resp)
     if fleet_type != "instant":
         result["launchTemplateId"] = created_lt
         return result
+    _add_instances(result, resp, t)
+    got = sum(i["units"] for i in result["instances"].values())
+    if t.get("topUpOnDemand") and got < units:
+        # IBM's heterogeneous: Spot first; what Spot did not give is bought On-Demand.
+        _top_up(ctx, t, request_id, math.ceil(units - got), tags, lt_ref, result)
     delete_launch_template(ctx, created_lt)  # an instant fleet never launches again
-    for group in resp.get("Instances", []):
-        itype = group.get("InstanceType")
-        for iid in group.get("InstanceIds", []):
-            result["instances"][iid] = {"units": weights_units(t["vmTypes"], itype),
-                                        "name": "", "type": itype}
     if not result["instances"]:
         cleanup(ctx, {**result, "fleetType": "instant"})
         first = (resp.get("Errors") or [{}])[0]
@@ -87,6 +66,78 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
         raise AwsError("CreateFleet", code, first.get("ErrorMessage") or
                        "the instant fleet launched no instances", classify(code))
     return result
+
+
+def _params(t: dict[str, Any], token: str, units: int, tags: dict[str, str],
+            lt_ref: dict[str, str]) -> dict[str, Any]:
+    """CreateFleet parameters: from the template, or from LSF's ec2FleetConfig file."""
+    fleet_type = t["fleetType"]
+    all_tags = launch_spec.resource_tags(t, tags)
+    if t.get("ec2FleetConfigText"):
+        params = launch_spec.fleet_config_params(t, units)
+        for cfg in params.get("LaunchTemplateConfigs") or [{}]:
+            cfg.setdefault("LaunchTemplateSpecification", lt_ref)
+            if not cfg.get("Overrides") and t["vmTypes"]:
+                cfg["Overrides"] = launch_spec.fleet_overrides(t)
+        params.setdefault("LaunchTemplateConfigs", [{
+            "LaunchTemplateSpecification": lt_ref, "Overrides": launch_spec.fleet_overrides(t)}])
+    else:
+        params = {
+            "Type": fleet_type,
+            "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
+                                       "Overrides": launch_spec.fleet_overrides(t)}],
+            "TargetCapacitySpecification": launch_spec.capacity_split(t, units),
+            "SpotOptions": {"AllocationStrategy": t.get("allocationStrategy",
+                                                        "price-capacity-optimized"),
+                            **launch_spec.spot_pools(t)},
+            "OnDemandOptions": {"AllocationStrategy": t.get("allocationStrategyOnDemand",
+                                                            "lowest-price")},
+        }
+    params["ClientToken"] = token
+    own = [s for s in params.get("TagSpecifications") or []
+           if s.get("ResourceType") not in ("fleet", "instance")]
+    if fleet_type == "instant":
+        params["TagSpecifications"] = tagmod.tag_specs(["fleet", "instance"], all_tags) + own
+    else:
+        params["TagSpecifications"] = tagmod.tag_specs(["fleet"], all_tags) + own
+        params.setdefault("ValidUntil", iso(expiry(t, time.time())))
+        params["TerminateInstancesWithExpiration"] = False
+        params["ExcessCapacityTerminationPolicy"] = "no-termination"
+        if fleet_type == "maintain":
+            params["ReplaceUnhealthyInstances"] = False
+    return params
+
+
+def _top_up(ctx: Context, t: dict[str, Any], request_id: str, units: int,
+            tags: dict[str, str], lt_ref: dict[str, str], result: dict[str, Any]) -> None:
+    od = launch_spec.top_up_template(t)
+    log.info("%s: heterogeneous: Spot gave less than asked; %d units On-Demand (%s)",
+             request_id, units, ", ".join(od["vmTypes"]))
+    try:
+        resp = ctx.aws.call("ec2", "CreateFleet",
+                            **_params(od, f"{request_id}-od", units, tags, lt_ref))
+    except AwsError as exc:
+        if exc.kind in ("throttle", "unknown") and not result["instances"]:
+            raise
+        result["errors"].append(f"{exc.code}: {exc.aws_message}")
+        return
+    if resp.get("FleetId"):
+        result["fleetIds"].append(resp["FleetId"])
+    _add_errors(result, resp)
+    _add_instances(result, resp, od)
+
+
+def _add_errors(result: dict[str, Any], resp: dict[str, Any]) -> None:
+    for err in resp.get("Errors", []):
+        result["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
+
+
+def _add_instances(result: dict[str, Any], resp: dict[str, Any], t: dict[str, Any]) -> None:
+    for group in resp.get("Instances", []):
+        itype = group.get("InstanceType")
+        for iid in group.get("InstanceIds", []):
+            result["instances"][iid] = {"units": weights_units(t["vmTypes"], itype),
+                                        "name": "", "type": itype}
 
 
 def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
