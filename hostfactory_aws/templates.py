@@ -232,6 +232,12 @@ def normalise(tpl: dict[str, Any], conf_dir: str) -> dict[str, Any]:
 
     api = _api(t, weights, price)
     fleet_type = t.get("fleetType")
+    if "ec2FleetConfig" in t:
+        t["ec2FleetConfig"] = _conf_file(t["ec2FleetConfig"], conf_dir, "ec2FleetConfig")
+        t["ec2FleetConfigText"], doc = _fleet_config_text(t["ec2FleetConfig"])
+        if api != "EC2Fleet":
+            raise ConfigError(f"ec2FleetConfig: a CreateFleet request, not for {api}")
+        fleet_type = fleet_type or doc.get("Type", "instant")
     if api in ("EC2Fleet", "SpotFleet"):
         fleet_type = fleet_type or ("instant" if api == "EC2Fleet" else "request")
     elif fleet_type:
@@ -262,11 +268,8 @@ def normalise(tpl: dict[str, Any], conf_dir: str) -> dict[str, Any]:
         raise ConfigError("maxSpotPrice: only with priceType spot or heterogeneous")
     if "userData" in t and "userDataScript" in t:
         raise ConfigError("userData, userDataScript: give one or the other")
-    for key in ("userDataScript", "ec2FleetConfig"):
-        if key in t:
-            t[key] = _conf_file(t[key], conf_dir, key)
-    if "ec2FleetConfig" in t:
-        t["ec2FleetConfigText"] = _fleet_config_text(t["ec2FleetConfig"])
+    if "userDataScript" in t:
+        t["userDataScript"] = _conf_file(t["userDataScript"], conf_dir, "userDataScript")
     if "iops" in t and t.get("volumeType") not in ("io1", "io2", "gp3"):
         raise ConfigError("iops: only with volumeType io1, io2 or gp3")
     if ("volumeType" in t or "iops" in t) and "rootDeviceVolumeSize" not in t:
@@ -339,7 +342,7 @@ def _conf_file(name: str, conf_dir: str, key: str) -> str:
     return path
 
 
-def _fleet_config_text(path: str) -> str:
+def _fleet_config_text(path: str) -> tuple[str, dict[str, Any]]:
     """LSF's ec2FleetConfig: a CreateFleet request in JSON, with IBM's placeholders."""
     import json
 
@@ -357,7 +360,7 @@ def _fleet_config_text(path: str) -> str:
         raise ConfigError(f"ec2FleetConfig: {path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"ec2FleetConfig: {path} must hold one CreateFleet request object")
-    return text
+    return text, doc
 
 
 def _instance_tags(value: Any) -> tuple[dict[str, str], list[str]]:

@@ -14,11 +14,19 @@ from hostfactory_aws import tags as tagmod
 
 # Key of a template copy carrying LSF's requestMachines userData (key -> value) to export.
 EXPORT_USER_DATA = "_exportUserData"
+# Key of a template copy that boots as IBM's LSF plugins do: the plugin's user_data.sh (or
+# the template's userDataScript) with IBM's placeholder replaced by these exports.
+LSF_EXPORTS = "_lsfExports"
+PLACEHOLDER = "%EXPORT_USER_DATA%"
+LSF_BOOT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "scripts", "user_data.sh")
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHELLS = frozenset({"sh", "bash", "dash", "ksh", "zsh"})
 
 
 def user_data(t: dict[str, Any]) -> str | None:
+    if LSF_EXPORTS in t:
+        return lsf_user_data(t)
     if "userDataScript" in t:
         with open(t["userDataScript"], encoding="utf-8") as fh:
             script: str | None = fh.read()
@@ -26,6 +34,41 @@ def user_data(t: dict[str, Any]) -> str | None:
         script = t.get("userData") or None
     exports = t.get(EXPORT_USER_DATA)
     return export_user_data(script, exports) if exports else script
+
+
+def lsf_exports(t: dict[str, Any], request_data: dict[str, Any], rc_account: str,
+                provider: str, script_options: str) -> dict[str, Any]:
+    """What IBM's LSF plugins export into the boot script, in their order.
+
+    The template's userData pairs ("k=v;k2=v2"; a bare name is exported as is), the
+    request's userData object, rc_account, template_id, clustername (SCRIPT_OPTIONS'
+    clusterName=...), providerName. A later value of the same name wins.
+    """
+    out: dict[str, Any] = {}
+    for piece in str(t.get("userData") or "").split(";"):
+        name, sep, value = piece.strip().partition("=")
+        if name.strip():
+            out[name.strip()] = value if sep else None
+    out.update(request_data)
+    out["rc_account"] = rc_account
+    out["template_id"] = t["templateId"]
+    cluster = script_options.split("clusterName=", 1)[1].split() if (
+        "clusterName=" in script_options) else []
+    if cluster:
+        out["clustername"] = cluster[0]
+    out["providerName"] = provider
+    return out
+
+
+def lsf_user_data(t: dict[str, Any]) -> str:
+    """The boot script as IBM's LSF plugins make it (see LSF_EXPORTS)."""
+    path = t.get("userDataScript") or LSF_BOOT_SCRIPT
+    with open(path, encoding="utf-8") as fh:
+        script = fh.read()
+    lines = export_lines(t[LSF_EXPORTS])
+    if PLACEHOLDER in script:
+        return script.replace(PLACEHOLDER, "\n".join(lines))
+    return export_user_data(script, t[LSF_EXPORTS]) or ""
 
 
 def shell_quote(text: str) -> str:
@@ -40,6 +83,9 @@ def export_lines(values: dict[str, Any]) -> list[str]:
         if not isinstance(key, str) or not _SHELL_NAME.match(key):
             raise ValueError(f"userData.{key}: not a shell variable name (letters, digits and "
                              "'_', not starting with a digit)")
+        if value is None:  # IBM: a bare name in the template's userData is exported as is
+            lines.append(f"export {key}")
+            continue
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, (str, int, float)):

@@ -66,8 +66,16 @@ def _user_data_input(data: dict[str, Any], tpl_in: dict[str, Any]) -> dict[str, 
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     tid, count, extra = parse_input(data)
     t = ctx.template(tid)
-    if extra.get("userData"):
+    if ctx.mode == "lsf":  # IBM's LSF plugins: exports into the plugin's boot script
+        import os
+
+        extra.setdefault("rc_account", tagmod.DEFAULT_RC_ACCOUNT)
+        t = {**t, launch_spec.LSF_EXPORTS: launch_spec.lsf_exports(
+            t, extra.get("userData", {}), extra["rc_account"], ctx.provider,
+            os.environ.get("SCRIPT_OPTIONS", ""))}
+    elif extra.get("userData"):
         t = {**t, launch_spec.EXPORT_USER_DATA: extra["userData"]}
+    if launch_spec.LSF_EXPORTS in t or launch_spec.EXPORT_USER_DATA in t:
         try:
             launch_spec.user_data(t)  # fail now, before reserving anything
         except ValueError as exc:

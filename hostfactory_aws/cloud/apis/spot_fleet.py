@@ -66,6 +66,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
                                    "Overrides": overrides}],
         "TagSpecifications": tagmod.tag_specs(["spot-fleet-request"], all_tags),
         "ClientToken": request_id,
+        **launch_spec.spot_pools(t),  # Symphony's poolsCount
     }
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
