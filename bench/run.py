@@ -282,6 +282,7 @@ class Bench:
                if not k.upper().startswith(("AWS_", "HF_PROVIDER_", "PRO_", "PROVIDER_NAME"))
                and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
         env.update(sandbox.FAKE_CREDENTIALS)
+        env.update(sandbox.endpoint_env(moto.url))
         env.update({"HF_PROVIDER_NAME": PROVIDER, "HF_PROVIDER_CONFDIR": self.conf,
                     "HF_PROVIDER_WORKDIR": self.work, "HF_PROVIDER_LOGDIR": self.logs,
                     "HOSTFACTORY_AWS_PYTHON": sys.executable,

@@ -13,6 +13,14 @@ from typing import Any, Callable
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing", "AWS_SECURITY_TOKEN": "testing"}
+# Services other than EC2 the plugin calls; the config's AWS_ENDPOINT_URL is EC2's alone
+# (IBM's meaning), so the sandbox points these at moto with botocore's per-service settings.
+OTHER_SERVICES = ("AUTO_SCALING", "SSM", "STS", "IAM")
+
+
+def endpoint_env(url: str) -> dict[str, str]:
+    """Environment sending every non-EC2 service the plugin uses to the sandbox at ``url``."""
+    return {f"AWS_ENDPOINT_URL_{name}": url for name in OTHER_SERVICES}
 
 
 def make_moto_faithful() -> None:

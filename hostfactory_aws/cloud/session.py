@@ -85,11 +85,15 @@ class Aws:
         kwargs: dict[str, Any] = {"region_name": cfg["AWS_REGION"]}
         if cfg.get("AWS_PROFILE"):
             kwargs["profile_name"] = cfg["AWS_PROFILE"]
-        if cfg.get("AWS_CREDENTIAL_FILE"):
+        if cfg.get("AWS_CREDENTIAL_FILE") and not cfg.get("AWS_CREDENTIAL_SCRIPT"):
             kwargs.update(_read_credentials_file(cfg["AWS_CREDENTIAL_FILE"],
                                                  cfg.get("AWS_PROFILE") or "default"))
             kwargs.pop("profile_name", None)
-        return boto3.session.Session(**kwargs)
+        session = boto3.session.Session(**kwargs)
+        from hostfactory_aws.cloud import credentials
+
+        credentials.attach(session, cfg)  # IBM's AWS_CREDENTIAL_SCRIPT (cloud/credentials.py)
+        return session
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -112,7 +116,7 @@ class Aws:
                 user_agent_extra="hostfactory-aws",
             )
             kwargs: dict[str, Any] = {"config": bconf}
-            if cfg.get("AWS_ENDPOINT_URL"):
+            if cfg.get("AWS_ENDPOINT_URL") and service == "ec2":  # IBM: the EC2 endpoint only
                 kwargs["endpoint_url"] = cfg["AWS_ENDPOINT_URL"]
             self._clients[service] = self._session.client(service, **kwargs)
         return self._clients[service]
