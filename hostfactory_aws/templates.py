@@ -386,11 +386,12 @@ def _instance_tags(value: Any) -> tuple[dict[str, str], list[str]]:
 
 
 def _as_list(value: Any) -> list[str]:
+    """A string of comma-separated ids or a list of them; blanks (LSF's [""]) are none."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)
+        value = value.split(",")
+    return [v.strip() for v in value if v.strip()]
 
 
 def typed_attributes(attrs: dict[str, Any]) -> dict[str, list[str]]:
