@@ -116,7 +116,6 @@ def test_symphony_documented_config_and_templates(hf: HostFactory, tmp_path: Pat
     counts = {"Template-VM-SYMsmall": 2, "SpotTemplate-VM-SYM": 2, "HeteroTemplate-VM-SYM": 2}
     machines = cycle(hf, {tid: {"template": {"templateId": tid, "machineCount": n}}
                           for tid, n in counts.items()})
-    ec2 = hf.server.ec2
     found = hf.server.instances()
     for tid, ms in machines.items():
         for m in ms:
