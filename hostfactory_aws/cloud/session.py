@@ -125,14 +125,24 @@ class Aws:
         """Run one AWS operation; any failure becomes an AwsError with its code and kind."""
         client = self.client(service)
         method: Callable[..., dict[str, Any]] = getattr(client, _snake(operation))
-        self.calls[operation] += 1
-        start = time.monotonic()
-        try:
-            return method(**params)
-        except Exception as exc:  # botocore raises ClientError and BotoCoreError subclasses
-            raise _to_aws_error(operation, exc) from exc
-        finally:
-            self.seconds += time.monotonic() - start
+        # IBM's AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS/_INTERVAL: status reads are retried on
+        # top of botocore's retries, waiting INTERVAL ms x the attempt number between them.
+        retries = (self.config.get("AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS", 0)
+                   if operation.startswith("Describe") else 0)
+        for attempt in range(retries + 1):
+            self.calls[operation] += 1
+            start = time.monotonic()
+            try:
+                return method(**params)
+            except Exception as exc:  # botocore raises ClientError and BotoCoreError
+                err = _to_aws_error(operation, exc)
+                if attempt == retries or err.kind not in ("throttle", "unknown"):
+                    raise err from exc
+            finally:
+                self.seconds += time.monotonic() - start
+            time.sleep(self.config.get("AWS_DESCRIBE_REQUEST_INTERVAL", 0) * (attempt + 1)
+                       / 1000.0)
+        raise AssertionError("unreachable")
 
     def paginate(self, service: str, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Pages of one operation, each page counted as one call."""

@@ -131,6 +131,10 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         rec["errors"] = launched["errors"]
         for iid, info in launched["instances"].items():
             rec["instances"][iid] = {**info, "state": "pending", "returnId": None}
+    if cfg["AWS_TAG_InstanceID"] and launched["instances"]:
+        from hostfactory_aws.cloud.instance_id_tags import tag_instance_ids
+
+        tag_instance_ids(ctx.aws, sorted(launched["instances"]))
     got = sum(i["units"] for i in launched["instances"].values())
     if launched["instances"]:
         msg = f"launching {len(launched['instances'])} machines ({got:g} of {count} units)"
