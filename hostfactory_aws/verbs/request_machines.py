@@ -104,6 +104,10 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     if "rc_account" in extra:
         tags[tagmod.RC_ACCOUNT] = extra["rc_account"]
     module = apis.module_for(t["providerApi"])
+    if cfg.get("AWS_KEY_FILE") and t.get("keyName"):  # IBM: import or create the key pair
+        from hostfactory_aws.cloud.key_pairs import ensure_key_pair
+
+        ensure_key_pair(ctx.aws, t["keyName"], cfg["AWS_KEY_FILE"])
     try:
         launched = module.launch(ctx, t, rid, count, tags)
     except AwsError as exc:

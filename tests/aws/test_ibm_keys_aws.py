@@ -124,3 +124,21 @@ def test_heterogeneous_buys_on_demand_for_what_spot_did_not_give(
     insts = [i for r in found for i in r["Instances"]]
     assert len(insts) == 3 and {i["InstanceType"] for i in insts} == {"m5.large"}
     assert all(i.get("InstanceLifecycle") != "spot" for i in insts)
+
+
+def test_key_file_creates_a_missing_key_pair_and_saves_it(make_ctx: Callable[..., Any],
+                                                          template: Any, ec2: Any,
+                                                          tmp_path: Any, provider: str) -> None:
+    keys = tmp_path / "keys"
+    name = f"{provider}-key"
+    ctx = make_ctx(template("RI", keyName=name), AWS_KEY_FILE=str(keys))
+    rid = request_machines.run(ctx, {"template": {"templateId": "RI", "machineCount": 1}})[
+        "requestId"]
+    assert ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]
+    pem = keys / f"{name}.pem"
+    assert pem.read_text().startswith("-----BEGIN") and (pem.stat().st_mode & 0o777) == 0o400
+    inst = ec2.describe_instances(Filters=[{"Name": "tag:hostfactory:requestId",
+                                            "Values": [rid]}])["Reservations"][0]["Instances"]
+    assert inst[0]["KeyName"] == name
+    request_machines.run(ctx, {"template": {"templateId": "RI", "machineCount": 1}})
+    assert pem.read_text().startswith("-----BEGIN")  # known now: neither made nor written
