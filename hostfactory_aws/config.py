@@ -12,7 +12,13 @@ import logging
 from typing import Any
 
 from hostfactory_aws.errors import ConfigError
-from hostfactory_aws.schema import checked, coerce_numeric_strings, load_json_file, unknown_keys
+from hostfactory_aws.schema import (
+    checked,
+    coerce_numeric_strings,
+    first_time,
+    load_json_file,
+    unknown_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +102,11 @@ def load_config(path: str, cache: str | None = None,
     cfg = parse_config(load_json_file(path), path, cache, os.environ if env is None else env)
     for msg in cfg["_unknown"]:
         log.warning("%s (ignored; hostfactory-aws validate lists every such key)", msg)
-    for key in NO_EFFECT.keys() & cfg.keys():
-        log.info("%s: %s: accepted, no effect here: %s", path, key, NO_EFFECT[key])
+    notes = [f"{path}: {key}: accepted, no effect here: {NO_EFFECT[key]}"
+             for key in sorted(NO_EFFECT.keys() & cfg.keys())]
+    if notes and first_time(cache, "\n".join(notes)):  # once per change of the file
+        for note in notes:
+            log.info("%s (docs/ibm-keys.md)", note)
     return cfg
 
 

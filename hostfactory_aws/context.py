@@ -87,7 +87,7 @@ class Context:
             from hostfactory_aws.templates import load_template_file, log_problems
 
             found = load_template_file(self.templates_path, self.validated_path)
-            log_problems(found)
+            log_problems(found, self.validated_path)
             self._templates, self.template_errors = found.good, found.bad
         return self._templates
 

@@ -100,39 +100,60 @@ def _sha256_hex(data: bytes) -> str:
 VALIDATED_KEEP = 16  # remembered passes: config and templates, a few edits back
 
 
-def _passed(cache_path: str) -> list[str]:
+def _read_cache(cache_path: str) -> dict[str, Any]:
     try:
         with open(cache_path, encoding="utf-8") as fh:
-            keys = json.load(fh).get("sha256", [])
-        return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
-    except (OSError, ValueError, AttributeError):
-        return []
-
-
-def _failed(cache_path: str) -> dict[str, list[Any]]:
-    """Checks that failed, by key: a file left broken is not re-checked every poll."""
-    try:
-        with open(cache_path, encoding="utf-8") as fh:
-            failed = json.load(fh).get("failed", {})
-        return failed if isinstance(failed, dict) else {}
-    except (OSError, ValueError, AttributeError):
+            doc = json.load(fh)
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
         return {}
 
 
-def _remember(cache_path: str, key: str, errors: list[tuple[list[Any], str]]) -> None:
+def _write_cache(cache_path: str, doc: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written only means checking again next time."""
     from hostfactory_aws.errors import StateError
     from hostfactory_aws.state import write_json_atomic
 
+    with contextlib.suppress(OSError, StateError):
+        write_json_atomic(cache_path, doc)
+
+
+def _passed(cache_path: str) -> list[str]:
+    keys = _read_cache(cache_path).get("sha256", [])
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
+def _failed(cache_path: str) -> dict[str, list[Any]]:
+    """Checks that failed, by key: a file left broken is not re-checked every poll."""
+    failed = _read_cache(cache_path).get("failed", {})
+    return failed if isinstance(failed, dict) else {}
+
+
+def _remember(cache_path: str, key: str, errors: list[tuple[list[Any], str]]) -> None:
+    doc = _read_cache(cache_path)
     keys = [k for k in _passed(cache_path) if k != key]
     failed = {k: v for k, v in _failed(cache_path).items() if k != key}
     if errors:
         failed[key] = [[p, m] for p, m in errors]
     else:
         keys.append(key)
-    keep = dict(list(failed.items())[-VALIDATED_KEEP:])
-    with contextlib.suppress(OSError, StateError):
-        write_json_atomic(cache_path, {"sha256": keys[-VALIDATED_KEEP:], "failed": keep})
+    doc.update(sha256=keys[-VALIDATED_KEEP:], failed=dict(list(failed.items())[-VALIDATED_KEEP:]))
+    _write_cache(cache_path, doc)
+
+
+def first_time(cache_path: str | None, text: str) -> bool:
+    """True the first time this text is asked about (then remembered): for log lines that
+    should be written once per change of a file, not on every call."""
+    if not cache_path:
+        return True
+    key = _sha256_hex(text.encode("utf-8"))
+    doc = _read_cache(cache_path)
+    noted = doc.get("noted") if isinstance(doc.get("noted"), list) else []
+    if key in noted:
+        return False
+    doc["noted"] = [*noted, key][-VALIDATED_KEEP:]
+    _write_cache(cache_path, doc)
+    return True
 
 
 def schema_errors(data: Any, schema: dict[str, Any]) -> list[tuple[list[Any], str]]:

@@ -15,6 +15,7 @@ from hostfactory_aws.errors import ConfigError
 from hostfactory_aws.schema import (
     checked,
     coerce_numeric_strings,
+    first_time,
     load_json_file,
     unknown_keys,
 )
@@ -74,11 +75,17 @@ class TemplateFile:
         return list(self.bad.values()) + self.warnings
 
 
-def log_problems(tf: TemplateFile) -> None:
-    """Every load: templates left out (ERROR), unknown keys and skipped tags (WARNING)."""
+def log_problems(tf: TemplateFile, cache: str | None = None) -> None:
+    """Every load: templates left out (ERROR), unknown keys and skipped tags (WARNING).
+    Once per change of the file (``cache``: schema.first_time): keys with no effect here."""
     import logging
 
     log = logging.getLogger(__name__)
+    notes = [f"template '{t['templateId']}': {key}: accepted, no effect here: {NO_EFFECT[key]}"
+             for t in tf.good for key in t["noEffect"]]
+    if notes and first_time(cache, "\n".join(notes)):
+        for note in notes:
+            log.info("%s (docs/ibm-keys.md)", note)
     for msg in tf.bad.values():
         log.error("%s (template left out; the others are served)", msg)
     for msg in tf.warnings:

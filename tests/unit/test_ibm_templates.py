@@ -142,3 +142,20 @@ def test_lsf_boot_script_exports(tmp_path: Path) -> None:
     assert "export zone='us_west_2a'\nexport FLAG\nexport jobId='it'\\''s'\n" in script
     proc = subprocess.run(["sh", "-n", "-c", script], capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_no_effect_keys_are_noted_once_unknown_keys_every_load(tmp_path: Path,
+                                                               caplog: Any) -> None:
+    import logging
+
+    path = tmp_path / "awsprov_templates.json"
+    path.write_text(json.dumps({"templates": [
+        {"templateId": "T", "maxNumber": 1, "imageId": AMI, "vmType": "m5.large", "ttl": 5,
+         "keyNmae": "k"}]}))
+    cache = str(tmp_path / "validated.json")
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        templates.log_problems(templates.load_template_file(str(path), cache), cache)
+    text = [r.getMessage() for r in caplog.records]
+    assert sum("ttl: accepted, no effect here" in m for m in text) == 1
+    assert sum("unknown field 'keyNmae' (did you mean 'keyName'?)" in m for m in text) == 3
