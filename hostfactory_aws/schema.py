@@ -58,12 +58,18 @@ def checked(data: Any, schema_name: str,
     return errors
 
 
+_PROPERTY_NAMES: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+
 def property_names(schema_name: str, where: tuple[str, ...] = ()) -> list[str]:
     """The keys a schema (or the object at ``where`` in it) knows, without jsonschema."""
-    node: Any = load_schema(schema_name)
-    for step in where:
-        node = node[step]
-    return sorted((node.get("properties") or {}).keys())
+    key = (schema_name, where)
+    if key not in _PROPERTY_NAMES:
+        node: Any = load_schema(schema_name)
+        for step in where:
+            node = node[step]
+        _PROPERTY_NAMES[key] = sorted((node.get("properties") or {}).keys())
+    return _PROPERTY_NAMES[key]
 
 
 def unknown_keys(data: dict[str, Any], schema_name: str,
