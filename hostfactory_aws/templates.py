@@ -353,16 +353,16 @@ def _fleet_config_text(path: str) -> tuple[str, dict[str, Any]]:
     """LSF's ec2FleetConfig: a CreateFleet request in JSON, with IBM's placeholders."""
     import json
 
+    probe = ""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
+        probe = text
+        for name in PLACEHOLDERS:  # IBM's placeholders stand where numbers go
+            probe = probe.replace(name, "1")
+        doc = json.loads(probe)
     except OSError as exc:
         raise ConfigError(f"ec2FleetConfig: cannot read {path}: {exc.strerror}") from None
-    probe = text
-    for name in PLACEHOLDERS:
-        probe = probe.replace(name, "1")
-    try:
-        doc = json.loads(probe)
     except ValueError as exc:
         raise ConfigError(f"ec2FleetConfig: {path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from typing import Any
 
 from clisupport import ACCOUNT, PROVIDER, Site, lines
 
@@ -78,29 +79,28 @@ def test_unreachable_endpoint_fails_ec2_only(site: Site) -> None:
     assert [c["check"] for c in doc["checks"] if c["status"] == "FAIL"] == ["ec2"]
 
 
-def test_invalid_config_fails_and_skips_the_aws_checks(site: Site) -> None:
-    site.config_path.write_text(json.dumps({"LogLevl": "INFO"}))
+def _doctor_with_typo(site: Site, config: dict[str, Any]) -> dict[str, str]:
+    """doctor over a config with the misspelt LogLevl: exit 1, the key named with a hint."""
+    site.config_path.write_text(json.dumps({**config, "LogLevl": "INFO"}))
     proc = site.cli("doctor")
     assert proc.returncode == 1
     checks = _by_check(proc.stdout)
     assert checks["config file"].startswith("FAIL ")
     assert "unknown field 'LogLevl' (did you mean 'LogLevel'?)" in checks["config file"]
-    assert "'AWS_REGION' is required" in checks["config file"]
     assert "hostfactory-aws validate" in checks["config file"]
+    return checks
+
+
+def test_invalid_config_fails_and_skips_the_aws_checks(site: Site) -> None:
+    checks = _doctor_with_typo(site, {})
+    assert "'AWS_REGION' is required" in checks["config file"]
     assert checks["identity"].startswith("SKIP ")
     assert site.server.calls() == {}
 
 
 def test_unknown_config_key_is_reported_but_not_fatal_to_the_checks(site: Site) -> None:
     """Issue 13: the verbs run with an unknown key, so doctor reports it and goes on."""
-    cfg = json.loads(site.config_path.read_text())
-    site.config_path.write_text(json.dumps({**cfg, "LogLevl": "INFO"}))
-    proc = site.cli("doctor")
-    assert proc.returncode == 1
-    checks = _by_check(proc.stdout)
-    assert checks["config file"].startswith("FAIL ")
-    assert "unknown field 'LogLevl' (did you mean 'LogLevel'?)" in checks["config file"]
-    assert "hostfactory-aws validate" in checks["config file"]
+    checks = _doctor_with_typo(site, json.loads(site.config_path.read_text()))
     assert checks["identity"].startswith("OK ")
 
 
