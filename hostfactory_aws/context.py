@@ -53,6 +53,7 @@ class Context:
         self._templates = _templates
         self._aws = _aws
         self.template_errors: dict[str, str] = {}  # template left out -> why (templates.py)
+        self.template_warnings: list[str] = []  # unknown keys, ignored
 
     def __repr__(self) -> str:
         fields = ("provider", "conf_dir", "work_dir", "log_dir", "config_path",
@@ -89,6 +90,7 @@ class Context:
             found = load_template_file(self.templates_path, self.validated_path)
             log_problems(found, self.validated_path)
             self._templates, self.template_errors = found.good, found.bad
+            self.template_warnings = found.warnings
         return self._templates
 
     @property

@@ -140,22 +140,22 @@ def parse_template_file(raw: Any, path: str, cache: str | None = None) -> Templa
     base = os.path.dirname(os.path.abspath(path))
     for i, tpl in enumerate(items):
         name = _name(tpl, i)
-        if isinstance(tpl, dict):
-            warnings += [f"{path}: {name}: {m}"
-                         for m in unknown_keys(tpl, SCHEMA, TEMPLATE_DEF)]
-        if i in by_index:
-            bad[_key(tpl, i)] = "; ".join(by_index[i])
+        unknown = [f"{path}: {name}: {m}" for m in unknown_keys(tpl, SCHEMA, TEMPLATE_DEF)
+                   ] if isinstance(tpl, dict) else []
+        warnings += unknown
+        if i in by_index:  # its unknown keys too: a misspelt key is often why it is bad
+            bad[_key(tpl, i)] = "; ".join(by_index[i] + unknown)
             continue
         tid = tpl["templateId"]
-        if tid in seen:
-            bad[f"{tid}#{i + 1}"] = f"{path}: {name}: templateId: used twice"
+        if tid in seen:  # which one was meant is unknown: every copy is left out
+            bad[tid] = f"{path}: {name}: templateId: used twice"
             continue
         seen.add(tid)
         try:
             good.append(normalise(tpl, base))
         except ConfigError as exc:
             bad[tid] = f"{path}: {name}: {exc}"
-    return TemplateFile(good, bad, warnings)
+    return TemplateFile([t for t in good if t["templateId"] not in bad], bad, warnings)
 
 
 def _name(tpl: Any, i: int) -> str:

@@ -27,4 +27,6 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     if ctx.template_errors:
         msg += (f"; {len(ctx.template_errors)} left out, in error: "
                 + "; ".join(ctx.template_errors.values()))
+    if ctx.template_warnings:
+        msg += "; ignored: " + "; ".join(ctx.template_warnings)
     return {"message": msg, "templates": out}
