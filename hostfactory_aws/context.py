@@ -98,7 +98,7 @@ class Context:
         if self._aws is None:
             from hostfactory_aws.cloud.session import Aws
 
-            self._aws = Aws(self.config)
+            self._aws = Aws(self.config, cache_dir=self.work_dir)
         return self._aws
 
     def template(self, template_id: str) -> dict[str, Any]:

@@ -98,7 +98,7 @@ def fetcher(cfg: dict[str, Any]) -> Any:
 
 
 def attach(session: Any, cfg: dict[str, Any]) -> None:
-    """Give a boto3 session the script's refreshable credentials (IBM: the script wins over
+    """Give a botocore session the script's refreshable credentials (IBM: the script wins over
     AWS_CREDENTIAL_FILE when both are set). No script: nothing to do."""
     if not cfg.get("AWS_CREDENTIAL_SCRIPT"):
         return
@@ -110,4 +110,5 @@ def attach(session: Any, cfg: dict[str, Any]) -> None:
     fetch = fetcher(cfg)
     creds = RefreshableCredentials.create_from_metadata(
         metadata=fetch(), refresh_using=fetch, method="hostfactory-aws-credential-script")
-    session._session._credentials = creds  # boto3.Session -> its botocore session
+    # botocore has no public setter for refreshable credentials; a boto3 Session wraps one
+    getattr(session, "_session", session)._credentials = creds
