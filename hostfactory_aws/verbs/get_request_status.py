@@ -62,10 +62,11 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
                                        if rid in snapshot["requests"]})
 
     answers, updates, settle = [], {}, {}
+    tagged = {key: by_tag(found, key) for key in (tagmod.REQUEST_ID, tagmod.RETURN_ID)}
     for rid in ids:
         rec = snapshot["requests"].get(rid)
         if rec is None:
-            rec = rebuild(rid, found, now)
+            rec = rebuild(rid, found, now, tagged)
         if rec is None:
             answers.append({"requestId": rid, "status": COMPLETE_WITH_ERROR, "machines": [],
                             "message": f"unknown request id '{rid}': not in the state file and "
@@ -73,7 +74,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             continue
         if rec["kind"] == "create":
             answer, running_units = create_answer(rid, rec, found, now, pending_timeout,
-                                                  progress.get(rid))
+                                                  progress.get(rid),
+                                                  tagged[tagmod.REQUEST_ID].get(rid, []))
             if is_async(rec) and answer["status"] != RUNNING and not rec.get("settled"):
                 settle[rid] = running_units
         else:
@@ -98,7 +100,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         except AwsError as exc:
             log.warning("%s: could not settle %s, will retry: %s", rid, rec.get("fleetIds"), exc)
 
-    for rec in _save(ctx, updates, found, targets, now):
+    for rec in _save(ctx, updates, found, tagged[tagmod.REQUEST_ID], targets, now):
         _cleanup(ctx, rec)
     return {"requests": answers}
 
@@ -122,11 +124,22 @@ def describe_progress(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str
     return out
 
 
-def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str, Any] | None:
+def by_tag(found: dict[str, dict[str, Any]], key: str) -> dict[str, list[str]]:
+    """Tag value -> ids of the instances carrying it: one pass over the sweep per poll,
+    never one per request asked (which grows as requests x machines)."""
+    out: dict[str, list[str]] = {}
+    for iid, inst in found.items():
+        for tag in inst.get("Tags") or ():
+            if tag["Key"] == key:
+                out.setdefault(tag["Value"], []).append(iid)
+    return out
+
+
+def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float,
+            tagged: dict[str, dict[str, list[str]]]) -> dict[str, Any] | None:
     """A record for a request the state file lost, from the instances' tags."""
     key = tagmod.REQUEST_ID if rid.startswith("req-") else tagmod.RETURN_ID
-    mine = {iid: inst for iid, inst in found.items()
-            if tagmod.from_aws(inst.get("Tags")).get(key) == rid}
+    mine = {iid: found[iid] for iid in tagged[key].get(rid, [])}
     if not mine:
         return None
     first = min(machines.epoch(i.get("LaunchTime")) for i in mine.values())
@@ -152,12 +165,19 @@ def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str,
 
 def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]],
                   now: float, pending_timeout: float,
-                  progress: dict[str, Any] | None = None) -> tuple[dict[str, Any], float]:
-    """(HostFactory's answer for one create request, units of machines running)."""
+                  progress: dict[str, Any] | None = None,
+                  tagged: list[str] | None = None) -> tuple[dict[str, Any], float]:
+    """(HostFactory's answer for one create request, units of machines running).
+
+    ``tagged``: ids in ``found`` carrying this request's tag (by_tag), else found is scanned.
+    """
     weights = rec.get("weights") or {}
     known = dict(rec["instances"])
-    for iid, inst in found.items():  # instances AWS launched that the record does not list
-        if iid not in known and tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) == rid:
+    if tagged is None:
+        tagged = by_tag(found, tagmod.REQUEST_ID).get(rid, [])
+    for iid in tagged:  # instances AWS launched that the record does not list
+        inst = found[iid]
+        if iid not in known:
             known[iid] = {"units": apis.weights_units(weights, inst.get("InstanceType")),
                           "name": "", "type": inst.get("InstanceType")}
     out, results, running_units = [], [], 0.0
@@ -223,16 +243,11 @@ def return_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]
 
 
 def _save(ctx: Context, updates: dict[str, tuple[dict[str, Any], dict[str, Any]]],
-          found: dict[str, dict[str, Any]], targets: dict[str, Any],
-          now: float) -> list[dict[str, Any]]:
+          found: dict[str, dict[str, Any]], by_request: dict[str, list[str]],
+          targets: dict[str, Any], now: float) -> list[dict[str, Any]]:
     """Write what this poll learnt; returns create records whose resources can now go."""
     cfg = ctx.config
     to_clean = []
-    by_request: dict[str, list[str]] = {}
-    for iid, inst in found.items():
-        req = tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID)
-        if req:
-            by_request.setdefault(req, []).append(iid)
     with state.update(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]) as st:
         reqs = st["requests"]
         for rid, (rec, answer) in updates.items():

@@ -63,8 +63,9 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
     snapshot = state.read(path, timeout)
     resolved, unresolved = resolve_ids(ctx, wanted, snapshot)
-    described = instances.lookup(ctx.aws, [m["machineId"] for m in resolved])
     owners = records.owner_of(snapshot)
+    described = instances.lookup_ours(ctx.aws, ctx.provider, [m["machineId"] for m in resolved],
+                                      len(owners))
 
     rid = records.new_request_id("ret")
     rec = records.new_return(time.time())
