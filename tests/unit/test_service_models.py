@@ -182,3 +182,19 @@ def test_admin_models_on_aws_data_path_are_left_in_charge(tmp_path: Path,
 
     assert "DescribeVpcs" in aws.client("ec2").meta.service_model.operation_names
     assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("value", ["2026-12-01T03:34:23.000Z", "2026-12-01T03:34:23Z",
+                                   "2026-12-01T03:34:23.123456+02:00", "2026-12-01T03:34:23",
+                                   "Mon, 01 Dec 2026 03:34:23 GMT", 1700000000, "1700000000"])
+def test_timestamps_parse_as_botocore_parses_them(value: Any) -> None:
+    from botocore.utils import parse_timestamp
+
+    assert session.parse_timestamp(value) == parse_timestamp(value)
+
+
+def test_clients_parse_timestamps_without_dateutil(lean_root: str) -> None:
+    client = session.Aws(CONFIG, cache_dir=os.path.dirname(lean_root)).client("ec2")
+    parser = client._endpoint._response_parser_factory.create_parser("ec2")
+
+    assert parser._timestamp_parser is session.parse_timestamp
