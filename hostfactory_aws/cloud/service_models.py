@@ -28,11 +28,12 @@ log = logging.getLogger(__name__)
 # service -> every operation the plugin calls (admin commands included).
 OPERATIONS: dict[str, frozenset[str]] = {
     "ec2": frozenset({
-        "CancelSpotFleetRequests", "CreateFleet", "CreateLaunchTemplate", "CreateTags",
-        "DeleteFleets", "DeleteLaunchTemplate", "DescribeFleets", "DescribeImages",
+        "CancelSpotFleetRequests", "CreateFleet", "CreateKeyPair", "CreateLaunchTemplate",
+        "CreateTags", "DeleteFleets", "DeleteLaunchTemplate", "DescribeFleets", "DescribeImages",
         "DescribeInstanceTypes", "DescribeInstances", "DescribeKeyPairs",
         "DescribeLaunchTemplates", "DescribeSecurityGroups", "DescribeSpotFleetRequests",
-        "DescribeSpotInstanceRequests", "DescribeSubnets", "ModifyFleet",
+        "DescribeSpotInstanceRequests", "DescribeSubnets", "DescribeVolumes",
+        "ImportKeyPair", "ModifyFleet",
         "ModifySpotFleetRequest", "RequestSpotFleet", "RunInstances", "TerminateInstances",
     }),
     "autoscaling": frozenset({
