@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "AWS_CONNECTION_TIMEOUT_MS": 10000,
     "AWS_READ_TIMEOUT_MS": 60000,
     "AWS_REQUEST_RETRY_ATTEMPTS": 4,
+    # Each call's budget, well under HostFactory's 240 s action timeout (see deadline.py).
+    "VERB_DEADLINE_SEC": 120,
     "AWS_INSTANCE_PENDING_TIMEOUT_SEC": 180,
     "AWS_SPOT_TERMINATE_ON_RECLAIM": False,
     "AWS_ORPHAN_TIMEOUT_MINUTES": 0,  # 0: orphans are logged, never terminated

@@ -68,8 +68,10 @@ def run(argv: list[str], stdin: IO[str] | None = None,
     """The whole call, minus printing: returns (exit code, answer)."""
     import logging
 
+    from hostfactory_aws import deadline
     from hostfactory_aws.errors import AwsError, HostFactoryError
 
+    deadline.begin()
     start = time.monotonic()
     log = logging.getLogger("hostfactory_aws")
     ctx = None
@@ -91,7 +93,9 @@ def run(argv: list[str], stdin: IO[str] | None = None,
         code = 0
     except HostFactoryError as exc:
         answer, code = {"message": str(exc)}, 1
-        if isinstance(exc, AwsError) and exc.kind in ("throttle", "unknown"):
+        from hostfactory_aws.cloud.error_codes import MAYBE_DONE
+
+        if isinstance(exc, AwsError) and exc.kind in MAYBE_DONE:
             answer["message"] += " (outcome unknown: nothing was assumed; ask again)"
     except Exception as exc:  # a bug: still one JSON document, details in the log
         log.exception("%s: unexpected error", verb)

@@ -1,4 +1,4 @@
-"""One botocore session per process, clients made on first use, and the AWS error table.
+"""One botocore session per process, clients made on first use; every failure an AwsError.
 
 botocore is imported here only, and only when a verb really needs AWS: getAvailableTemplates
 with complete attributes never pays for it. boto3 adds nothing the plugin uses (no
@@ -13,61 +13,16 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterator
 
-from hostfactory_aws.errors import AwsError
+from hostfactory_aws import deadline
+from hostfactory_aws.cloud import error_codes
+from hostfactory_aws.errors import AwsError, HostFactoryError
 
 log = logging.getLogger(__name__)
 
-# What a caller may conclude from a failed call. Throttling is retried by botocore's
-# standard mode before it ever reaches us; what is left is reported, never guessed away.
-CAPACITY_CODES = frozenset({
-    "InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity",
-    "InsufficientReservedInstanceCapacity", "InsufficientFreeAddressesInSubnet",
-    "MaxSpotInstanceCountExceeded", "MaxSpotFleetRequestCountExceeded",
-    "VcpuLimitExceeded", "InstanceLimitExceeded", "SpotMaxPriceTooLow",
-    "UnfulfillableCapacity", "FleetCapacityExceeded",
-})
-THROTTLE_CODES = frozenset({
-    "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled",
-    "TooManyRequestsException", "SlowDown", "EC2ThrottledException",
-    "ServiceUnavailable", "Unavailable", "InternalError", "InternalFailure",
-})
-NOT_FOUND_SUFFIXES = (".NotFound", ".Malformed.NotFound")
-NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidFleetId.NotFound",
-                             "InvalidLaunchTemplateId.NotFound",
-                             "InvalidLaunchTemplateName.NotFoundException"})
-FATAL_HINTS = {
-    "AuthFailure": "check the credentials (AWS_CREDENTIAL_FILE / AWS_PROFILE / instance role)",
-    "UnauthorizedOperation": "the IAM policy lacks this action; see docs/iam-policy.json",
-    "AccessDenied": "the IAM policy lacks this action; see docs/iam-policy.json",
-    "InvalidClientTokenId": "the access key is not valid",
-    "SignatureDoesNotMatch": "the secret key does not match the access key",
-    "ExpiredToken": "the session credentials have expired",
-    "OptInRequired": "the account is not subscribed to this service or AMI",
-    "InvalidAMIID.NotFound": "check the template's imageId",
-    "InvalidAMIID.Malformed": "check the template's imageId",
-    "InvalidSubnetID.NotFound": "check the template's subnetId",
-    "InvalidGroup.NotFound": "check the template's securityGroupIds",
-    "InvalidKeyPair.NotFound": "check the template's keyName",
-    "InvalidParameterValue": "check the template fields named in the message",
-    "InvalidParameterCombination": "check the template fields named in the message",
-}
-
-
-def classify(code: str) -> str:
-    """AWS error code -> capacity | throttle | not_found | fatal."""
-    if code in CAPACITY_CODES:
-        return "capacity"
-    if code in THROTTLE_CODES:
-        return "throttle"
-    if code in FATAL_HINTS:
-        return "fatal"
-    if code in NOT_FOUND_CODES or code.endswith(NOT_FOUND_SUFFIXES):
-        return "not_found"
-    return "fatal"
-
-
-def hint(code: str) -> str:
-    return FATAL_HINTS.get(code, "")
+# The error table lives in error_codes (pure); these names stay importable from here.
+classify = error_codes.classify
+hint = error_codes.hint
+DEADLINE_CODE = "VerbDeadlineReached"
 
 
 class Aws:
@@ -80,6 +35,8 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self.calls: Counter[str] = Counter()
         self.seconds = 0.0
+        self._sent = False  # did any attempt of the current call reach past connecting?
+        self._timeouts: dict[str, dict[str, Any]] = {}  # by service, fitted to the deadline
 
     def _make_session(self) -> Any:
         """A botocore session as boto3 would make it, minus boto3 (~20 ms of imports)."""
@@ -119,42 +76,67 @@ class Aws:
             if cfg.get("AWS_PROXY_HOST"):
                 proxy = f"http://{cfg['AWS_PROXY_HOST']}:{cfg.get('AWS_PROXY_PORT', 8080)}"
                 proxies = {"http": proxy, "https": proxy}
-            bconf = Config(
-                region_name=cfg["AWS_REGION"],
-                connect_timeout=cfg["AWS_CONNECTION_TIMEOUT_MS"] / 1000.0,
-                read_timeout=cfg["AWS_READ_TIMEOUT_MS"] / 1000.0,
-                retries={"mode": "standard",
-                         "total_max_attempts": cfg["AWS_REQUEST_RETRY_ATTEMPTS"] + 1},
-                proxies=proxies,
-                user_agent_extra="hostfactory-aws",
-            )
+            timeouts = self._timeouts[service] = deadline.client_timeouts(cfg, self.left())
+            bconf = Config(region_name=cfg["AWS_REGION"], proxies=proxies,
+                           user_agent_extra="hostfactory-aws", **timeouts)
             kwargs: dict[str, Any] = {"config": bconf}
             if cfg.get("AWS_ENDPOINT_URL") and service == "ec2":  # IBM: the EC2 endpoint only
                 kwargs["endpoint_url"] = cfg["AWS_ENDPOINT_URL"]
-            self._clients[service] = self._session.create_client(
+            client = self._session.create_client(
                 service, region_name=cfg["AWS_REGION"], **kwargs)
+            # first on the service's own event, ahead of botocore's retry handler
+            client.meta.events.register_first(
+                f"needs-retry.{client.meta.service_model.service_id.hyphenize()}",
+                lambda **kw: self._after_attempt(timeouts, **kw))
+            self._clients[service] = client
         return self._clients[service]
+
+    def left(self) -> float:
+        """Seconds left of this verb's deadline (VERB_DEADLINE_SEC)."""
+        return deadline.remaining(float(self.config.get("VERB_DEADLINE_SEC", 120)))
+
+    def _after_attempt(self, timeouts: dict[str, Any], attempts: int = 0,
+                       caught_exception: Any = None, **_: Any) -> bool | None:
+        """botocore's needs-retry hook, run first: note whether the attempt reached AWS, and
+        refuse a retry that could not end before the deadline (None lets botocore decide)."""
+        if caught_exception is None or (type(caught_exception).__name__
+                                        not in error_codes.NOT_SENT_EXCEPTIONS):
+            self._sent = True
+        if not deadline.fits(timeouts, self.left(), backoff=min(2.0, 0.5 * attempts)):
+            return False
+        return None
 
     def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
         """Run one AWS operation; any failure becomes an AwsError with its code and kind."""
-        client = self.client(service)
+        try:
+            client = self.client(service)
+        except HostFactoryError:
+            raise
+        except Exception as exc:  # bad region or profile: nothing sent
+            raise _to_aws_error(operation, exc, sent=False) from exc
         method: Callable[..., dict[str, Any]] | None = getattr(client, _snake(operation), None)
         if method is None:  # never a customer's problem: tests/cli/test_iam_policy.py
             raise AwsError(operation, "OperationNotModelled",
                            f"{service} {operation} is not in the plugin's service models "
                            "(add it to cloud/service_models.OPERATIONS)", "fatal")
+        timeouts = self._timeouts.get(service)
         # IBM's AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS/_INTERVAL: status reads are retried on
         # top of botocore's retries, waiting INTERVAL ms x the attempt number between them.
         retries = (self.config.get("AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS", 0)
                    if operation.startswith("Describe") else 0)
         for attempt in range(retries + 1):
+            if timeouts and not deadline.fits(timeouts, self.left()):
+                raise AwsError(operation, DEADLINE_CODE, "not started: the verb's deadline "
+                               "(VERB_DEADLINE_SEC) is too near; left for the next call",
+                               "not_sent")
             self.calls[operation] += 1
             start = time.monotonic()
+            self._sent = False
             try:
                 return method(**params)
             except Exception as exc:  # botocore raises ClientError and BotoCoreError
-                err = _to_aws_error(operation, exc)
-                if attempt == retries or err.kind not in ("throttle", "unknown"):
+                err = _to_aws_error(operation, exc, self._sent)
+                if attempt == retries or err.kind not in error_codes.MAYBE_DONE:
                     raise err from exc
             finally:
                 self.seconds += time.monotonic() - start
@@ -207,22 +189,25 @@ def _snake(operation: str) -> str:
     return "".join(out)
 
 
-def _to_aws_error(operation: str, exc: Exception) -> AwsError:
+def _to_aws_error(operation: str, exc: Exception, sent: bool) -> AwsError:
+    """What botocore raised -> AwsError whose kind says what may have happened (error_codes)."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
-        code = response["Error"].get("Code", "Unknown")
-        message = response["Error"].get("Message", str(exc))
-        kind = classify(code)
+        code = str(response["Error"].get("Code") or "Unknown")
+        message = str(response["Error"].get("Message") or exc)
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        kind = classify(code, status if isinstance(status, int) else None)
+        if kind == "unknown" and code.isdigit():
+            message = f"HTTP {code} {message[:200]} from AWS or a proxy or gateway on the way"
         extra = hint(code)
         if extra:
             message = f"{message} ({extra})"
         return AwsError(operation, code, message, kind)
-    # No answer from AWS at all (timeout, connection refused, no credentials): unknown.
     name = type(exc).__name__
-    if name == "NoCredentialsError":
-        return AwsError(operation, name, f"{exc} (set AWS_CREDENTIAL_FILE or AWS_PROFILE in "
-                        "the config, or give the host an instance role)", "fatal")
-    return AwsError(operation, name, str(exc), "unknown")
+    kind, extra = error_codes.exception_kind(name, sent)
+    if kind == "not_sent":
+        return AwsError(operation, name, f"{exc} (not sent to AWS: {extra})", kind)
+    return AwsError(operation, name, str(exc), kind)
 
 
 def _read_credentials_file(path: str, profile: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 from hostfactory_aws import reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, launch_spec
+from hostfactory_aws.cloud.error_codes import MAYBE_DONE
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError, InputError
 
@@ -111,9 +112,11 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     try:
         launched = module.launch(ctx, t, rid, count, tags)
     except AwsError as exc:
-        if exc.kind in ("throttle", "unknown"):
-            # AWS may have launched (the reply was lost): keep the record; the instances'
-            # request-id tag tells getRequestStatus what exists.
+        if exc.kind in MAYBE_DONE:
+            # Sent, answer unknown (timeout, dropped connection, any 5xx, throttled to the
+            # end): AWS may have launched. Keep the record; the instances' request-id tag
+            # tells getRequestStatus what exists. Refused (4xx) or never sent: nothing
+            # launched, so the reservation is forgotten and the error names the cause.
             with state.update(path, timeout) as st:
                 rec = st["requests"][rid]
                 rec["launch"] = "unknown"

@@ -83,6 +83,34 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
     return {"LaunchTemplateId": lt_id, "Version": "$Latest"}, lt_id
 
 
+FRESH_TEMPLATE_WAITS = (0.5, 1.0, 2.0)  # seconds: EC2 usually shows a new template within 1 s
+
+
+def call_with_template(ctx: Context, created_lt: str | None, service: str, operation: str,
+                       **params: Any) -> dict[str, Any]:
+    """Call ``operation`` that uses the launch template we just created, retrying briefly
+    while EC2 (eventually consistent) still says the template does not exist.
+
+    A NotFound for a template refuses the call before anything is launched, so the retry
+    (same ClientToken) cannot double; an admin's own template is never retried.
+    """
+    import time
+
+    from hostfactory_aws.cloud.error_codes import is_fresh_template_miss
+
+    for wait in (*FRESH_TEMPLATE_WAITS, None):
+        try:
+            return ctx.aws.call(service, operation, **params)
+        except AwsError as exc:
+            if not created_lt or wait is None or not is_fresh_template_miss(
+                    exc.code, exc.aws_message):
+                raise
+            log.info("%s: launch template %s not visible yet; retrying in %gs", operation,
+                     created_lt, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def delete_launch_template(ctx: Context, lt_id: str | None) -> None:
     if not lt_id:
         return

@@ -14,7 +14,12 @@ import math
 from typing import Any
 
 from hostfactory_aws.cloud import launch_spec
-from hostfactory_aws.cloud.apis import delete_launch_template, launch_template, new_launch
+from hostfactory_aws.cloud.apis import (
+    call_with_template,
+    delete_launch_template,
+    launch_template,
+    new_launch,
+)
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
@@ -49,7 +54,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     else:  # the admin's launch template names the type
         params["LaunchTemplate"] = lt_ref
     try:
-        ctx.aws.call("autoscaling", "CreateAutoScalingGroup", **params)
+        call_with_template(ctx, created_lt, "autoscaling", "CreateAutoScalingGroup", **params)
     except AwsError as exc:
         if exc.code != "AlreadyExists":  # a retry of this request: the group is ours
             delete_launch_template(ctx, created_lt)

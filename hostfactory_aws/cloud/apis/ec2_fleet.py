@@ -18,6 +18,7 @@ from typing import Any
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
+    call_with_template,
     delete_launch_template,
     expiry,
     iso,
@@ -27,7 +28,7 @@ from hostfactory_aws.cloud.apis import (
     on_demand_part,
     weights_units,
 )
-from hostfactory_aws.cloud.session import classify
+from hostfactory_aws.cloud.error_codes import classify, hint
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
@@ -44,7 +45,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
     params = _params(t, request_id, units, tags, lt_ref)
     try:
-        resp = ctx.aws.call("ec2", "CreateFleet", **params)
+        resp = call_with_template(ctx, created_lt, "ec2", "CreateFleet", **params)
     except AwsError:
         delete_launch_template(ctx, created_lt)
         raise
@@ -63,8 +64,9 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
         cleanup(ctx, {**result, "fleetType": "instant"})
         first = (resp.get("Errors") or [{}])[0]
         code = first.get("ErrorCode") or "UnfulfillableCapacity"
-        raise AwsError("CreateFleet", code, first.get("ErrorMessage") or
-                       "the instant fleet launched no instances", classify(code))
+        message = first.get("ErrorMessage") or "the instant fleet launched no instances"
+        raise AwsError("CreateFleet", code, f"{message} ({hint(code)})" if hint(code)
+                       else message, classify(code))
     return result
 
 

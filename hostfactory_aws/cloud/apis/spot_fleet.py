@@ -16,6 +16,7 @@ from typing import Any
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
+    call_with_template,
     delete_launch_template,
     expiry,
     iso,
@@ -71,7 +72,8 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
     try:
-        resp = ctx.aws.call("ec2", "RequestSpotFleet", SpotFleetRequestConfig=config)
+        resp = call_with_template(ctx, created_lt, "ec2", "RequestSpotFleet",
+                                  SpotFleetRequestConfig=config)
     except AwsError:
         delete_launch_template(ctx, created_lt)
         raise
