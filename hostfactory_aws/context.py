@@ -218,15 +218,25 @@ def _unsure(mode: str, from_vars: list[str], beside: bool, root: str | None) -> 
 
 
 def ensure_dirs(ctx: Context) -> None:
-    """The work and log dirs exist and are writable, else one line naming the dir and fix."""
-    for d, var in ((ctx.work_dir, "HF_PROVIDER_WORKDIR (LSF: PRO_DATA_DIR)"),
-                   (ctx.log_dir, "HF_PROVIDER_LOGDIR (LSF: PRO_LSF_LOGDIR)")):
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create directory {d}: {exc.strerror}; create it for "
-                              f"this user or set {var} to a writable directory") from exc
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise ConfigError(f"directory {d} is not writable by this user (uid "
-                              f"{os.getuid()}): make it writable, or set {var} to a "
-                              "writable directory")
+    """Create the work (0700: the state of every machine) and log (0750) dirs if missing;
+    one line naming the dir and the fix when that fails."""
+    ensure_dir(ctx.work_dir, 0o700)
+    ensure_dir(ctx.log_dir, 0o750)
+
+
+DIR_VARIABLES = {"work": "HF_PROVIDER_WORKDIR (LSF: PRO_DATA_DIR)",
+                 "log": "HF_PROVIDER_LOGDIR (LSF: PRO_LSF_LOGDIR)"}
+
+
+def ensure_dir(d: str, mode: int, kind: str = "") -> None:
+    """``d`` exists and this user can write in it, else a ConfigError naming dir and fix."""
+    var = DIR_VARIABLES.get(kind or ("work" if mode == 0o700 else "log"))
+    try:
+        os.makedirs(d, mode=mode, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create directory {d}: {exc.strerror}; create it for "
+                          f"this user or set {var} to a writable directory") from exc
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ConfigError(f"directory {d} is not writable by this user (uid "
+                          f"{os.getuid()}): make it writable, or set {var} to a "
+                          "writable directory")

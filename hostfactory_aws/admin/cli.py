@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
     """Run an admin command: a known failure is one line on stderr, a bug also a log entry."""
+    from hostfactory_aws.cloud.error_codes import no_answer
     from hostfactory_aws.errors import AwsError, HostFactoryError
 
     try:
@@ -144,7 +145,7 @@ def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
             hint = (" (the credentials are missing or AWS rejects them: fix AWS_CREDENTIAL_FILE"
                     " / AWS_PROFILE in the config, or the host's instance role; nothing else "
                     "was checked)")
-        elif isinstance(exc, AwsError) and exc.kind == "unknown":
+        elif isinstance(exc, AwsError) and no_answer(exc.kind, exc.code):
             hint = (" (AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the "
                     "network; `hostfactory-aws doctor` shows what is used)")
         return _fail(command, str(exc) + hint)

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hostfactory_aws.cloud.error_codes import no_answer
 from hostfactory_aws.errors import AwsError, HostFactoryError
 
 OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
@@ -283,7 +284,7 @@ def _aws_text(exc: AwsError) -> str:
 
 
 def _aws_fix(exc: AwsError, action: str) -> str:
-    if exc.kind == "unknown":
+    if no_answer(exc.kind, exc.code):
         return "AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the network"
     if exc.code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
         return f"allow {action} (see docs/iam-policy.json)"

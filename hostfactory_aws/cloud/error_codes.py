@@ -96,6 +96,10 @@ NOT_SENT_EXCEPTIONS = {
 }
 
 
+UNREACHABLE_EXCEPTIONS = frozenset({"EndpointConnectionError", "ConnectTimeoutError",
+                                    "SSLError"})
+
+
 def classify(code: str, status: int | None = None) -> str:
     """AWS error code (and HTTP status, when known) -> the kind of failure (module doc)."""
     if code in CAPACITY_CODES:
@@ -120,6 +124,13 @@ def hint(code: str) -> str:
     if code in QUOTA_CODES:
         return f"an account quota is reached: ask AWS to raise {QUOTA_CODES[code]}"
     return REFUSED_HINTS.get(code, "")
+
+
+def no_answer(kind: str, code: str) -> bool:
+    """AWS never answered: the network, endpoint or proxy is the thing to check."""
+    if kind == "not_sent":
+        return code in UNREACHABLE_EXCEPTIONS
+    return kind == "unknown" and not code[:1].isdigit() and code not in SERVER_CODES
 
 
 def exception_kind(name: str, sent: bool) -> tuple[str, str]:

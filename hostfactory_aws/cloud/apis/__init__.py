@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from typing import Any
+from typing import Any, Callable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instance_types, launch_spec
@@ -86,13 +86,13 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
 FRESH_TEMPLATE_WAITS = (0.5, 1.0, 2.0)  # seconds: EC2 usually shows a new template within 1 s
 
 
-def call_with_template(ctx: Context, created_lt: str | None, service: str, operation: str,
-                       **params: Any) -> dict[str, Any]:
-    """Call ``operation`` that uses the launch template we just created, retrying briefly
-    while EC2 (eventually consistent) still says the template does not exist.
+def retry_fresh_template(created_lt: str | None,
+                         call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call()`` (which uses the launch template we just created), retried briefly while
+    EC2, eventually consistent, still says that template does not exist.
 
-    A NotFound for a template refuses the call before anything is launched, so the retry
-    (same ClientToken) cannot double; an admin's own template is never retried.
+    Such a NotFound refuses the call before anything is launched, so the retry (same
+    ClientToken) cannot double; an admin's own template (created_lt None) is never retried.
     """
     import time
 
@@ -100,13 +100,13 @@ def call_with_template(ctx: Context, created_lt: str | None, service: str, opera
 
     for wait in (*FRESH_TEMPLATE_WAITS, None):
         try:
-            return ctx.aws.call(service, operation, **params)
+            return call()
         except AwsError as exc:
             if not created_lt or wait is None or not is_fresh_template_miss(
                     exc.code, exc.aws_message):
                 raise
-            log.info("%s: launch template %s not visible yet; retrying in %gs", operation,
-                     created_lt, wait)
+            log.info("%s: launch template %s not visible yet; retrying in %gs",
+                     exc.operation, created_lt, wait)
             time.sleep(wait)
     raise AssertionError("unreachable")  # the loop returns or raises
 

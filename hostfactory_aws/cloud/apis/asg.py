@@ -15,10 +15,10 @@ from typing import Any
 
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
-    call_with_template,
     delete_launch_template,
     launch_template,
     new_launch,
+    retry_fresh_template,
 )
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
@@ -54,7 +54,8 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     else:  # the admin's launch template names the type
         params["LaunchTemplate"] = lt_ref
     try:
-        call_with_template(ctx, created_lt, "autoscaling", "CreateAutoScalingGroup", **params)
+        retry_fresh_template(created_lt, lambda: ctx.aws.call(
+            "autoscaling", "CreateAutoScalingGroup", **params))
     except AwsError as exc:
         if exc.code != "AlreadyExists":  # a retry of this request: the group is ours
             delete_launch_template(ctx, created_lt)

@@ -18,7 +18,6 @@ from typing import Any
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
-    call_with_template,
     delete_launch_template,
     expiry,
     iso,
@@ -26,6 +25,7 @@ from hostfactory_aws.cloud.apis import (
     lowered_target,
     new_launch,
     on_demand_part,
+    retry_fresh_template,
     weights_units,
 )
 from hostfactory_aws.cloud.error_codes import classify, hint
@@ -45,7 +45,8 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
     params = _params(t, request_id, units, tags, lt_ref)
     try:
-        resp = call_with_template(ctx, created_lt, "ec2", "CreateFleet", **params)
+        resp = retry_fresh_template(
+            created_lt, lambda: ctx.aws.call("ec2", "CreateFleet", **params))
     except AwsError:
         delete_launch_template(ctx, created_lt)
         raise

@@ -16,7 +16,6 @@ from typing import Any
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
-    call_with_template,
     delete_launch_template,
     expiry,
     iso,
@@ -24,6 +23,7 @@ from hostfactory_aws.cloud.apis import (
     lowered_target,
     new_launch,
     on_demand_part,
+    retry_fresh_template,
 )
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
@@ -72,8 +72,8 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
     try:
-        resp = call_with_template(ctx, created_lt, "ec2", "RequestSpotFleet",
-                                  SpotFleetRequestConfig=config)
+        resp = retry_fresh_template(created_lt, lambda: ctx.aws.call(
+            "ec2", "RequestSpotFleet", SpotFleetRequestConfig=config))
     except AwsError:
         delete_launch_template(ctx, created_lt)
         raise
