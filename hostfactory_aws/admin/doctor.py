@@ -196,8 +196,21 @@ def _state(ctx: Any) -> Line:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Line(FAIL, "state file", f"{path}: unreadable: {exc}",
                     "the next call moves it aside and restores the .bak copy; check the disk")
-    open_ = sum(1 for r in reqs.values() if r.get("endedAt") is None)
-    return Line(OK, "state file", f"{path}: {len(reqs)} requests, {open_} open")
+    from hostfactory_aws import state
+
+    if not isinstance(reqs, dict):
+        reqs = {}
+    bad = {rid: why for rid, r in reqs.items() if (why := state.record_problem(rid, r))}
+    bad.update({rid: f"{e.get('problem')} (set aside)" for rid, e in
+                state.quarantined(path).items() if isinstance(e, dict)})
+    open_ = sum(1 for r in reqs.values() if isinstance(r, dict) and r.get("endedAt") is None)
+    detail = f"{path}: {len(reqs)} requests, {open_} open"
+    if bad:
+        listed = "; ".join(f"{rid[:60]!r}: {why}" for rid, why in sorted(bad.items())[:5])
+        return Line(FAIL, "state file", f"{detail}; {len(bad)} damaged records: {listed}",
+                    f"see {state.quarantine_path(path)} (requests are answered from the "
+                    "instances' tags meanwhile); delete that file once reviewed")
+    return Line(OK, "state file", detail)
 
 
 def _software() -> list[Line]:

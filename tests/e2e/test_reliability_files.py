@@ -13,12 +13,14 @@ import glob
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from hfenv import PROVIDER_TAG, REQUEST_TAG, RI, HostFactory, tags_of
+from hfenv import PROVIDER_TAG, REQUEST_TAG, RI, ROOT, HostFactory, tags_of
 from test_reliability_faults import record_figures
 
 
@@ -93,6 +95,12 @@ def test_bad_record_is_set_aside_and_shown_by_doctor(hf: HostFactory) -> None:
     kept = json.loads((hf.work_dir / f"{hf.state_path.name}.quarantine.json").read_text())
     assert kept[other]["problem"] == "instances is not an object"
     assert "set aside" in hf.log_text()
+    doctor = subprocess.run([sys.executable, "-m", "hostfactory_aws", "doctor", "--json"],
+                            capture_output=True, text=True, cwd=hf.cwd,
+                            env={**hf.env, "PYTHONPATH": str(ROOT)}, timeout=60)
+    line = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}["state file"]
+    assert line["status"] == "FAIL" and other in line["detail"], line
+    assert "quarantine.json" in line["fix"]
 
 
 def test_state_path_that_is_a_directory_names_it(hf: HostFactory) -> None:
