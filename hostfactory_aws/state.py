@@ -14,17 +14,16 @@ import fcntl
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from typing import Any, Callable, Iterator
 
 from hostfactory_aws.errors import StateError
+from hostfactory_aws.inputs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 VERSION = 1
 ASIDE = "_setAside"  # in-memory only: records that failed their check, on their way out
-ID_PATTERN = re.compile(r"(req|ret)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def empty() -> dict[str, Any]:
@@ -146,7 +145,7 @@ def record_problem(rid: Any, rec: Any) -> str | None:
 
     Checks what the verbs compute with; a record failing it would crash every call.
     """
-    if not isinstance(rid, str) or not ID_PATTERN.fullmatch(rid):
+    if not isinstance(rid, str) or not REQUEST_ID.fullmatch(rid):
         return "request id is not req-/ret-<uuid>"
     if not isinstance(rec, dict):
         return f"record is a {type(rec).__name__}, not an object"

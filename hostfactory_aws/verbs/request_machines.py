@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from hostfactory_aws import reconcile, records, state
+from hostfactory_aws import inputs, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, launch_spec
 from hostfactory_aws.cloud.error_codes import MAYBE_DONE
@@ -26,20 +26,16 @@ def parse_input(data: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
     if not isinstance(tpl_in, dict):
         raise InputError("template: required, an object with templateId and machineCount")
     tid = tpl_in.get("templateId")
-    if not isinstance(tid, str) or not tid:
-        raise InputError("template.templateId: required, a non-empty string")
-    count = tpl_in.get("machineCount")
-    if isinstance(count, str) and count.strip().isdigit():
-        count = int(count)
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise InputError(f"template.machineCount: must be a whole number, got {count!r}")
-    if count < 1:
-        raise InputError(f"template.machineCount: must be at least 1, got {count}")
+    if not isinstance(tid, str) or not tid or len(tid) > inputs.MAX_NAME:
+        raise InputError("template.templateId: required, a string of 1 to "
+                         f"{inputs.MAX_NAME} characters")
+    count = inputs.count(tpl_in.get("machineCount"), "template.machineCount")
     extra = {}
     account = data.get("rc_account", tpl_in.get("rc_account"))
     if account is not None:
-        if not isinstance(account, str):
-            raise InputError("rc_account: must be a string")
+        if not isinstance(account, str) or len(account) > inputs.MAX_NAME:
+            raise InputError(f"rc_account: must be a string of at most {inputs.MAX_NAME} "
+                             "characters")
         extra["rc_account"] = account
     exports = _user_data_input(data, tpl_in)
     if exports:
