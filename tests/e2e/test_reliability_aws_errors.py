@@ -151,16 +151,21 @@ def test_hung_endpoint_answers_within_the_deadline(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """Case 7: with 60 s read timeouts and 4 retries configured, a hung endpoint would
     hold the call for minutes; the verb's deadline cuts them down."""
-    deadline = 6
+    deadline = 10
     hf.write_config(AWS_ENDPOINT_URL=hung_endpoint, AWS_READ_TIMEOUT_MS=60000,
                     AWS_REQUEST_RETRY_ATTEMPTS=4, VERB_DEADLINE_SEC=deadline)
     start = time.monotonic()
     code, answer = hf.call(verb, payload)  # check_output: exactly one JSON document
     took = time.monotonic() - start
-    assert took < deadline + 1.5, took  # + the interpreter's start, before the clock runs
-    if verb == "requestMachines" and code == 0:
-        assert "outcome unknown" in answer["message"], answer  # sent: may have launched
-        assert answer["requestId"] in hf.state()["requests"]
+    assert took < deadline + 3, took  # + the interpreter's start, before the clock runs
+    # Sent and unanswered (the usual case), or, on a machine so loaded that too little of
+    # the deadline was left once boto3 was up, not started at all: never a hang.
+    if "VerbDeadlineReached" in answer.get("message", ""):
+        assert code == 1 and "outcome unknown" not in answer["message"], answer
+        assert not hf.state_path.exists() or hf.state()["requests"] == {}
+    elif verb == "requestMachines":
+        assert code == 0 and "outcome unknown" in answer["message"], answer
+        assert answer["requestId"] in hf.state()["requests"]  # sent: may have launched
     else:
         assert code == 1 and "outcome unknown" in answer["message"], answer
     record_figures(tmp_path_factory, f"hung_endpoint_{verb}", {
