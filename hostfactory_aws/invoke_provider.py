@@ -52,8 +52,8 @@ def read_input(args: list[str], stdin: IO[str]) -> Any:
             raw = b""
         else:
             buffer = getattr(stdin, "buffer", None)
-            raw = (buffer.read(MAX_INPUT_BYTES + 1) if buffer is not None
-                   else stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8", "surrogateescape"))
+            raw = (buffer.read(MAX_INPUT_BYTES + 1) if buffer is not None  # a real stream
+                   else stdin.read().encode("utf-8", "surrogateescape"))
     return parse_document(raw, where)
 
 
