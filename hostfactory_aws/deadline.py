@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-_start = time.monotonic()
+_start: float | None = None
 # Slack kept for what follows the last AWS call: state write, log line, the answer.
 ANSWER_SLACK_SEC = 2.0
 
@@ -21,9 +21,18 @@ def begin() -> None:
     _start = time.monotonic()
 
 
-def remaining(total_sec: float) -> float:
+def claim() -> float:
+    """When this call's clock started: the entrypoint's begin(), else now (an admin command
+    or a test making its own AWS access). Each begin() is claimed once."""
+    global _start
+    started = _start if _start is not None else time.monotonic()
+    _start = None
+    return started
+
+
+def remaining(total_sec: float, started: float) -> float:
     """Seconds left of a ``total_sec`` budget, less the slack kept for answering."""
-    return total_sec - (time.monotonic() - _start) - ANSWER_SLACK_SEC
+    return total_sec - (time.monotonic() - started) - ANSWER_SLACK_SEC
 
 
 def client_timeouts(cfg: dict, left: float) -> dict:

@@ -37,6 +37,7 @@ class Aws:
         self.seconds = 0.0
         self._sent = False  # did any attempt of the current call reach past connecting?
         self._timeouts: dict[str, dict[str, Any]] = {}  # by service, fitted to the deadline
+        self._started = deadline.claim()
 
     def _make_session(self) -> Any:
         """A botocore session as boto3 would make it, minus boto3 (~20 ms of imports)."""
@@ -93,7 +94,8 @@ class Aws:
 
     def left(self) -> float:
         """Seconds left of this verb's deadline (VERB_DEADLINE_SEC)."""
-        return deadline.remaining(float(self.config.get("VERB_DEADLINE_SEC", 120)))
+        return deadline.remaining(float(self.config.get("VERB_DEADLINE_SEC", 120)),
+                                  self._started)
 
     def _after_attempt(self, timeouts: dict[str, Any], attempts: int = 0,
                        caught_exception: Any = None, **_: Any) -> bool | None:
