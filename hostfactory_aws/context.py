@@ -224,13 +224,13 @@ def ensure_dirs(ctx: Context) -> None:
     ensure_dir(ctx.log_dir, 0o750)
 
 
-DIR_VARIABLES = {"work": "HF_PROVIDER_WORKDIR (LSF: PRO_DATA_DIR)",
+DIR_FIX_VARIABLES = {"work": "HF_PROVIDER_WORKDIR (LSF: PRO_DATA_DIR)",
                  "log": "HF_PROVIDER_LOGDIR (LSF: PRO_LSF_LOGDIR)"}
 
 
 def ensure_dir(d: str, mode: int, kind: str = "") -> None:
     """``d`` exists and this user can write in it, else a ConfigError naming dir and fix."""
-    var = DIR_VARIABLES.get(kind or ("work" if mode == 0o700 else "log"))
+    var = DIR_FIX_VARIABLES.get(kind or ("work" if mode == 0o700 else "log"))
     try:
         os.makedirs(d, mode=mode, exist_ok=True)
     except OSError as exc:

@@ -82,7 +82,7 @@ def setup_logging(ctx: Any, level: str = "INFO") -> None:
     import logging
     import sys
 
-    from hostfactory_aws.context import DIR_VARIABLES, ensure_dir
+    from hostfactory_aws.context import DIR_FIX_VARIABLES, ensure_dir
     from hostfactory_aws.errors import ConfigError
 
     root = logging.getLogger()
@@ -99,7 +99,7 @@ def setup_logging(ctx: Any, level: str = "INFO") -> None:
         rotate_log(path)
         stream = open_log(path)
         problem = (f"cannot append to {path}; make it a regular file writable by this user or "
-                   f"set {DIR_VARIABLES['log']} to a writable directory")
+                   f"set {DIR_FIX_VARIABLES['log']} to a writable directory")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._hostfactory_aws = True  # type: ignore[attr-defined]
     handler.setFormatter(_formatter())
