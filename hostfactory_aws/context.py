@@ -52,6 +52,8 @@ class Context:
         self._config = _config
         self._templates = _templates
         self._aws = _aws
+        self.template_errors: dict[str, str] = {}  # template left out -> why (templates.py)
+        self.template_warnings: list[str] = []  # unknown keys, ignored
 
     def __repr__(self) -> str:
         fields = ("provider", "conf_dir", "work_dir", "log_dir", "config_path",
@@ -81,10 +83,14 @@ class Context:
 
     @property
     def templates(self) -> list[dict[str, Any]]:
+        """The good templates; one in error is left out alone (see template_errors)."""
         if self._templates is None:
-            from hostfactory_aws.templates import load_templates
+            from hostfactory_aws.templates import load_template_file, log_problems
 
-            self._templates = load_templates(self.templates_path, self.validated_path)
+            found = load_template_file(self.templates_path, self.validated_path)
+            log_problems(found, self.validated_path)
+            self._templates, self.template_errors = found.good, found.bad
+            self.template_warnings = found.warnings
         return self._templates
 
     @property
@@ -92,13 +98,16 @@ class Context:
         if self._aws is None:
             from hostfactory_aws.cloud.session import Aws
 
-            self._aws = Aws(self.config)
+            self._aws = Aws(self.config, cache_dir=self.work_dir)
         return self._aws
 
     def template(self, template_id: str) -> dict[str, Any]:
         from hostfactory_aws.templates import by_id
 
         t = by_id(self.templates, template_id)
+        if t is None and template_id in self.template_errors:
+            raise ConfigError(f"template.templateId: template '{template_id}' is in error: "
+                              f"{self.template_errors[template_id]}")
         if t is None:
             known = ", ".join(x["templateId"] for x in self.templates) or "none"
             raise ConfigError(f"template.templateId: unknown template '{template_id}' "
@@ -209,15 +218,25 @@ def _unsure(mode: str, from_vars: list[str], beside: bool, root: str | None) -> 
 
 
 def ensure_dirs(ctx: Context) -> None:
-    """The work and log dirs exist and are writable, else one line naming the dir and fix."""
-    for d, var in ((ctx.work_dir, "HF_PROVIDER_WORKDIR (LSF: PRO_DATA_DIR)"),
-                   (ctx.log_dir, "HF_PROVIDER_LOGDIR (LSF: PRO_LSF_LOGDIR)")):
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create directory {d}: {exc.strerror}; create it for "
-                              f"this user or set {var} to a writable directory") from exc
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise ConfigError(f"directory {d} is not writable by this user (uid "
-                              f"{os.getuid()}): make it writable, or set {var} to a "
-                              "writable directory")
+    """Create the work (0700: the state of every machine) and log (0750) dirs if missing;
+    one line naming the dir and the fix when that fails."""
+    ensure_dir(ctx.work_dir, 0o700)
+    ensure_dir(ctx.log_dir, 0o750)
+
+
+DIR_FIX_VARIABLES = {"work": "HF_PROVIDER_WORKDIR (LSF: PRO_DATA_DIR)",
+                 "log": "HF_PROVIDER_LOGDIR (LSF: PRO_LSF_LOGDIR)"}
+
+
+def ensure_dir(d: str, mode: int, kind: str = "") -> None:
+    """``d`` exists and this user can write in it, else a ConfigError naming dir and fix."""
+    var = DIR_FIX_VARIABLES.get(kind or ("work" if mode == 0o700 else "log"))
+    try:
+        os.makedirs(d, mode=mode, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create directory {d}: {exc.strerror}; create it for "
+                          f"this user or set {var} to a writable directory") from exc
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ConfigError(f"directory {d} is not writable by this user (uid "
+                          f"{os.getuid()}): make it writable, or set {var} to a "
+                          "writable directory")

@@ -28,32 +28,33 @@ USAGE = f"usage: invoke_provider.py {{{'|'.join(VERBS)}}} [-f FILE]  (JSON input
 
 
 def read_input(args: list[str], stdin: IO[str]) -> Any:
-    """The input JSON from ``-f FILE`` or standard input; empty input means ``{}``."""
+    """The input JSON from ``-f FILE`` or standard input; empty input means ``{}``.
+
+    Size, encoding and shape are checked by inputs.parse_document, whatever the bytes.
+    """
     from hostfactory_aws.errors import InputError
+    from hostfactory_aws.inputs import MAX_INPUT_BYTES, parse_document
 
     if args[:1] == ["-f"]:
         if len(args) != 2:
             raise InputError(USAGE)
         try:
-            with open(args[1], encoding="utf-8") as fh:
-                text = fh.read()
+            with open(args[1], "rb") as fh:
+                raw = fh.read(MAX_INPUT_BYTES + 1)
         except OSError as exc:
             raise InputError(f"input file {args[1]}: {exc.strerror}") from exc
         where = args[1]
     elif args:
         raise InputError(f"unexpected arguments {' '.join(args)}; {USAGE}")
     else:
-        text = "" if stdin is None or stdin.isatty() else stdin.read()
         where = "standard input"
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"input from {where} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"input from {where} must be a JSON object")
-    return data
+        if stdin is None or stdin.isatty():
+            raw = b""
+        else:
+            buffer = getattr(stdin, "buffer", None)
+            raw = (buffer.read(MAX_INPUT_BYTES + 1) if buffer is not None  # a real stream
+                   else stdin.read().encode("utf-8", "surrogateescape"))
+    return parse_document(raw, where)
 
 
 def dispatch(verb: str, data: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -68,8 +69,10 @@ def run(argv: list[str], stdin: IO[str] | None = None,
     """The whole call, minus printing: returns (exit code, answer)."""
     import logging
 
+    from hostfactory_aws import deadline
     from hostfactory_aws.errors import AwsError, HostFactoryError
 
+    deadline.begin()
     start = time.monotonic()
     log = logging.getLogger("hostfactory_aws")
     ctx = None
@@ -91,7 +94,9 @@ def run(argv: list[str], stdin: IO[str] | None = None,
         code = 0
     except HostFactoryError as exc:
         answer, code = {"message": str(exc)}, 1
-        if isinstance(exc, AwsError) and exc.kind in ("throttle", "unknown"):
+        from hostfactory_aws.cloud.error_codes import MAYBE_DONE
+
+        if isinstance(exc, AwsError) and exc.kind in MAYBE_DONE:
             answer["message"] += " (outcome unknown: nothing was assumed; ask again)"
     except Exception as exc:  # a bug: still one JSON document, details in the log
         log.exception("%s: unexpected error", verb)

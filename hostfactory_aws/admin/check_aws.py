@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instance_types, launch_spec
+from hostfactory_aws.cloud.error_codes import no_answer
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError, ConfigError
 
@@ -32,7 +33,8 @@ BAD_CREDENTIALS = frozenset({"AuthFailure", "InvalidClientTokenId", "SignatureDo
 
 def stop_here(exc: AwsError) -> bool:
     """No answer, or credentials AWS rejects: no check after this one can tell more."""
-    return exc.kind == "unknown" or exc.code in UNREACHABLE or exc.code in BAD_CREDENTIALS
+    return (no_answer(exc.kind, exc.code) or exc.code in UNREACHABLE
+            or exc.code in BAD_CREDENTIALS)
 
 
 @dataclass
@@ -330,7 +332,7 @@ def _undo(ctx: Context, operation: str, resp: dict[str, Any]) -> None:
 
 
 def _aws_text(exc: AwsError) -> str:
-    if exc.code in UNREACHABLE or exc.kind == "unknown":
+    if exc.code in UNREACHABLE or no_answer(exc.kind, exc.code):
         return f"AWS did not answer ({exc.code}): check AWS_ENDPOINT_URL, proxy and network"
     return f"{exc.code}: {exc.aws_message}"
 

@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
     """Run an admin command: a known failure is one line on stderr, a bug also a log entry."""
+    from hostfactory_aws.cloud.error_codes import no_answer
     from hostfactory_aws.errors import AwsError, HostFactoryError
 
     try:
@@ -144,7 +145,7 @@ def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
             hint = (" (the credentials are missing or AWS rejects them: fix AWS_CREDENTIAL_FILE"
                     " / AWS_PROFILE in the config, or the host's instance role; nothing else "
                     "was checked)")
-        elif isinstance(exc, AwsError) and exc.kind == "unknown":
+        elif isinstance(exc, AwsError) and no_answer(exc.kind, exc.code):
             hint = (" (AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the "
                     "network; `hostfactory-aws doctor` shows what is used)")
         return _fail(command, str(exc) + hint)
@@ -216,12 +217,14 @@ def split_problems(message: str, path: str) -> list[str]:
 def offline_problems(ctx: Any) -> list[str]:
     """Every problem of the config and templates files, one line each (both files checked)."""
     from hostfactory_aws.config import load_config
+    from hostfactory_aws.config import problems as config_problems
     from hostfactory_aws.errors import ConfigError
     from hostfactory_aws.templates import load_templates
 
     problems: list[str] = []
     try:
         ctx._config = load_config(ctx.config_path)
+        problems += config_problems(ctx._config)  # unknown keys: served, but reported
     except ConfigError as exc:
         problems += split_problems(str(exc), ctx.config_path)
     try:
@@ -301,6 +304,8 @@ def _templates(args: argparse.Namespace) -> int:
                      vm_text))
     for line in _table(rows):
         _out(line)
+    if " left out, in error: " in answer.get("message", ""):  # the good ones are served
+        return _fail("templates", answer["message"])
     return 0
 
 

@@ -29,7 +29,7 @@ READS = ["ec2:DescribeFleets", "ec2:DescribeImages", "ec2:DescribeInstanceTypes"
          "ec2:DescribeInstances", "ec2:DescribeKeyPairs",
          "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeLaunchTemplates",
          "ec2:DescribeSecurityGroups", "ec2:DescribeSpotFleetRequests",
-         "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets",
+         "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets", "ec2:DescribeVolumes",
          "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
          "autoscaling:DescribeScalingActivities"]
 EC2_CHANGES = ["ec2:CancelSpotFleetRequests", "ec2:CreateTags", "ec2:DeleteFleets",
@@ -129,6 +129,10 @@ def policy(config: dict[str, Any], templates: list[dict[str, Any]], provider: st
          "Action": EC2_CHANGES, "Resource": "*",
          "Condition": {"StringEquals": {f"aws:ResourceTag/{TAG}": provider}}},
     ]
+    if config.get("AWS_KEY_FILE"):  # IBM's AWS_KEY_FILE: import or create missing key pairs
+        statements.append({"Sid": "KeyPairsOfAwsKeyFile", "Effect": "Allow",
+                           "Action": ["ec2:CreateKeyPair", "ec2:ImportKeyPair"],
+                           "Resource": f"{ec2}key-pair/*"})
     if "ASG" in apis:
         statements.append({
             "Sid": "CreateOnlyTaggedAutoScalingGroups", "Effect": "Allow",

@@ -13,6 +13,14 @@ from typing import Any, Callable
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing", "AWS_SECURITY_TOKEN": "testing"}
+# Services other than EC2 the plugin calls; the config's AWS_ENDPOINT_URL is EC2's alone
+# (IBM's meaning), so the sandbox points these at moto with botocore's per-service settings.
+OTHER_SERVICES = ("AUTO_SCALING", "SSM", "STS", "IAM")
+
+
+def endpoint_env(url: str) -> dict[str, str]:
+    """Environment sending every non-EC2 service the plugin uses to the sandbox at ``url``."""
+    return {f"AWS_ENDPOINT_URL_{name}": url for name in OTHER_SERVICES}
 
 
 def make_moto_faithful() -> None:
@@ -26,6 +34,7 @@ def make_moto_faithful() -> None:
     from moto.ec2.models.fleets import Fleet
     from moto.ec2.responses.instances import InstanceResponse
 
+    _page_instances_like_ec2()
     if not getattr(Fleet.terminate_instances, "_hf_faithful", False):
         fleet_terminate = Fleet.terminate_instances
 
@@ -155,6 +164,42 @@ def _delete_launch_template_versions(self: Any) -> Any:
         tmpl.versions.pop()
     return ActionResult({"SuccessfullyDeletedLaunchTemplateVersions": done,
                          "UnsuccessfullyDeletedLaunchTemplateVersions": bad})
+
+
+def _page_instances_like_ec2() -> None:
+    """DescribeInstances' MaxResults counts instances in EC2 (a reservation may span pages);
+    moto counts reservations, so 5,000 machines launched 100 at a time came back in one
+    page. Pages of instances keep the call counts (and the reply sizes) EC2's."""
+    import copy
+
+    from moto.ec2.responses.instances import ActionResult, InstanceResponse
+
+    if getattr(InstanceResponse.describe_instances, "_hf_faithful", False):
+        return
+    original = InstanceResponse.describe_instances
+
+    def describe_instances(self: Any) -> Any:
+        if "MaxResults" not in self.data or self._get_param("InstanceIds", []):
+            return original(self)  # moto's own checks, and one page of everything
+        self.error_on_dryrun()
+        token = self._get_param("NextToken") or "hf-0"
+        if not token.startswith("hf-") or not token[3:].isdigit():
+            return original(self)
+        start, size = int(token[3:]), int(self._get_param("MaxResults"))
+        found = self.ec2_backend.describe_instances(filters=self._filters_from_querystring())
+        flat = [(r, i) for r in found for i in r.instances]
+        page: list[Any] = []
+        for res, inst in flat[start:start + size]:
+            if not page or page[-1].id != res.id:
+                page.append(copy.copy(res))
+                page[-1].instances = []
+            page[-1].instances.append(inst)
+        more = start + size < len(flat)
+        return ActionResult({"Reservations": page,
+                             "NextToken": f"hf-{start + size}" if more else None})
+
+    describe_instances._hf_faithful = True  # type: ignore[attr-defined]
+    InstanceResponse.describe_instances = describe_instances  # type: ignore[method-assign]
 
 
 def _tolerate_empty_spot_fleet_termination() -> None:

@@ -29,4 +29,10 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         specs = instance_types.instance_specs(lambda: ctx.aws, wanted, cache)
     out = [tpl.hf_template(t, held.get(t["templateId"], 0.0),
                            tpl.fill_attributes(t, specs, ctx.mem_key)) for t in templates]
-    return {"message": f"{len(out)} templates from {ctx.templates_path}", "templates": out}
+    msg = f"{len(out)} templates from {ctx.templates_path}"
+    if ctx.template_errors:
+        msg += (f"; {len(ctx.template_errors)} left out, in error: "
+                + "; ".join(ctx.template_errors.values()))
+    if ctx.template_warnings:
+        msg += "; ignored: " + "; ".join(ctx.template_warnings)
+    return {"message": msg, "templates": out}

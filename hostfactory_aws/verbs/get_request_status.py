@@ -15,11 +15,11 @@ import os
 import time
 from typing import Any
 
-from hostfactory_aws import machines, reconcile, records, state
+from hostfactory_aws import inputs, machines, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, instances
 from hostfactory_aws.context import Context
-from hostfactory_aws.errors import AwsError, InputError
+from hostfactory_aws.errors import AwsError
 from hostfactory_aws.machines import COMPLETE_WITH_ERROR, EXECUTING, FAIL, RUNNING, SUCCEED
 
 log = logging.getLogger(__name__)
@@ -30,18 +30,12 @@ is_async = records.is_async
 
 
 def parse_input(data: dict[str, Any]) -> list[str]:
-    reqs = data.get("requests")
-    if isinstance(reqs, dict):  # IBM's page shows a single object
-        reqs = [reqs]
-    if not isinstance(reqs, list) or not reqs:
-        raise InputError("requests: required, a list of {\"requestId\": ...}")
+    """The request ids asked about, checked, each once (first occurrence first)."""
     ids = []
-    for i, item in enumerate(reqs):
+    for i, item in enumerate(inputs.items(data, "requests", single_ok=True)):
         rid = item.get("requestId") if isinstance(item, dict) else None
-        if not isinstance(rid, str) or not rid:
-            raise InputError(f"requests[{i}].requestId: required, a non-empty string")
-        ids.append(rid)
-    return ids
+        ids.append(inputs.request_id(rid, f"requests[{i}].requestId"))
+    return list(dict.fromkeys(ids))
 
 
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:

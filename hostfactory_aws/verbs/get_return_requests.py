@@ -22,11 +22,11 @@ import os
 import time
 from typing import Any
 
-from hostfactory_aws import orphans, reconcile, records, state
+from hostfactory_aws import inputs, orphans, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instances, spot_notices
 from hostfactory_aws.context import Context
-from hostfactory_aws.errors import AwsError, InputError
+from hostfactory_aws.errors import AwsError
 from hostfactory_aws.machines import GONE_STATES, host_name, state_of
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,8 @@ NOT_REPORTED = "nothing is reported as reclaimed"
 
 
 def parse_input(data: dict[str, Any]) -> list[dict[str, str]]:
-    items = data.get("machines", [])
-    if not isinstance(items, list):
-        raise InputError("machines: must be a list of {\"name\", \"machineId\"}")
-    out = []
-    for i, m in enumerate(items):
-        if not isinstance(m, dict):
-            raise InputError(f"machines[{i}]: must be an object with name and/or machineId")
-        out.append({"machineId": m.get("machineId") or "", "name": m.get("name") or ""})
-    return out
+    """The machines HostFactory holds (may be empty), checked, duplicates merged."""
+    return inputs.machines(data, required=False)
 
 
 def _listing_failed(exc: AwsError, what: str) -> AwsError:

@@ -143,6 +143,7 @@ class Site:
             "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             **sandbox.FAKE_CREDENTIALS,
+            **sandbox.endpoint_env(server.url),
         }
         if lsf:
             self.env.update(PROVIDER_NAME=PROVIDER, PRO_CONF_DIR=str(root / "pro"),

@@ -31,7 +31,10 @@ def test_the_call_record_carries_the_version(site: Site) -> None:
     assert "-> ok in" in line and f"(v{__version__})" in line
 
 
-def test_an_unwritable_log_dir_is_one_line_naming_it_and_nothing_on_stderr(site: Site) -> None:
+def test_an_unwritable_log_dir_still_answers_and_says_in_one_line_what_to_fix(
+        site: Site) -> None:
+    """The log is for people; HostFactory needs the answer. With no log dir the verb answers,
+    and its log lines go to stderr, the first naming the dir and the variable to fix."""
     blocker = site.root / "a-file"
     blocker.write_text("not a dir")
     site.env["HF_PROVIDER_LOGDIR"] = str(blocker / "log")
@@ -40,11 +43,27 @@ def test_an_unwritable_log_dir_is_one_line_naming_it_and_nothing_on_stderr(site:
     proc = subprocess.run([str(SCRIPTS / "getAvailableTemplates.sh"), "-f", str(path)],
                           capture_output=True, text=True, env=site.env, cwd=site.cwd,
                           timeout=60)
+    assert proc.returncode == 0, proc.stdout
+    assert json.loads(proc.stdout)["templates"]
+    first = proc.stderr.splitlines()[0]
+    assert str(blocker / "log") in first and "HF_PROVIDER_LOGDIR" in first
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_unwritable_work_dir_is_one_line_naming_it(site: Site) -> None:
+    blocker = site.root / "a-file"
+    blocker.write_text("not a dir")
+    site.env["HF_PROVIDER_WORKDIR"] = str(blocker / "work")
+    path = site.root / "in.json"
+    path.write_text("{}")
+    proc = subprocess.run([str(SCRIPTS / "getAvailableTemplates.sh"), "-f", str(path)],
+                          capture_output=True, text=True, env=site.env, cwd=site.cwd,
+                          timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr == ""
     message = json.loads(proc.stdout)["message"]
-    assert str(blocker / "log") in message and "HF_PROVIDER_LOGDIR" in message
+    assert str(blocker / "work") in message and "HF_PROVIDER_WORKDIR" in message
     assert "\n" not in message and "internal error" not in message
+    assert "Traceback" not in proc.stderr
 
 
 def test_validate_aws_stops_at_the_first_credentials_failure(site: Site) -> None:

@@ -189,3 +189,19 @@ def test_scanner_reads_calls_split_across_lines(tmp_path: Path) -> None:
     assert set(called) == {"ec2:RunInstances", "ec2:DescribeSubnets", "sts:GetCallerIdentity",
                            "ec2:DescribeImages"}
     assert len(opaque) == 1 and "m.py:10" in opaque[0]
+
+
+def test_every_called_operation_is_in_the_lean_service_models(scanned: Any) -> None:
+    """Clients read botocore's models cut to OPERATIONS: a call missing there would fail at
+    a customer's, so it fails here first."""
+    from hostfactory_aws.cloud.service_models import OPERATIONS
+
+    called, _ = scanned
+    service_of = {prefix: service for service, prefix in IAM_PREFIX.items()}
+    missing = sorted(action for action in called
+                     if action.split(":")[1] not in OPERATIONS.get(
+                         service_of[action.split(":")[0]], ()))
+    assert not missing, f"add to hostfactory_aws/cloud/service_models.OPERATIONS: {missing}"
+    for service, ops in OPERATIONS.items():  # and every listed one is real
+        assert ops <= set(_operations(service).values()), (service, ops - set(
+            _operations(service).values()))

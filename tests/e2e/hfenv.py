@@ -163,6 +163,7 @@ class HostFactory:
             "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             **sandbox.FAKE_CREDENTIALS,
+            **sandbox.endpoint_env(server.url),
         }
         self.image_id = self._image()
         self.subnets = [s["SubnetId"] for s in server.ec2.describe_subnets(

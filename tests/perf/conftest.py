@@ -115,6 +115,7 @@ class HostFactory:
             "AWS_EC2_METADATA_DISABLED": "true",
             "NO_PROXY": "127.0.0.1,localhost",
             **sandbox.FAKE_CREDENTIALS,
+            **sandbox.endpoint_env(box.url),
         }
         subnets = [s["SubnetId"] for s in box.ec2.describe_subnets(
             Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]][:2]

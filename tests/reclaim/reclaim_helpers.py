@@ -185,6 +185,7 @@ class Install:
             "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             **sandbox.FAKE_CREDENTIALS,
+            **(sandbox.endpoint_env(endpoint) if endpoint else {}),
         }
         self.write_config()
         (self.conf_dir / "awsprov_templates.json").write_text(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from typing import Any
+from typing import Any, Callable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instance_types, launch_spec
@@ -87,6 +87,34 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
                             LaunchTemplateNames=[f"hf-{request_id}"])
         lt_id = resp["LaunchTemplates"][0]["LaunchTemplateId"]
     return {"LaunchTemplateId": lt_id, "Version": "$Latest"}, lt_id
+
+
+FRESH_TEMPLATE_WAITS = (0.5, 1.0, 2.0)  # seconds: EC2 usually shows a new template within 1 s
+
+
+def retry_fresh_template(created_lt: str | None,
+                         call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call()`` (which uses the launch template we just created), retried briefly while
+    EC2, eventually consistent, still says that template does not exist.
+
+    Such a NotFound refuses the call before anything is launched, so the retry (same
+    ClientToken) cannot double; an admin's own template (created_lt None) is never retried.
+    """
+    import time
+
+    from hostfactory_aws.cloud.error_codes import is_fresh_template_miss
+
+    for wait in (*FRESH_TEMPLATE_WAITS, None):
+        try:
+            return call()
+        except AwsError as exc:
+            if not created_lt or wait is None or not is_fresh_template_miss(
+                    exc.code, exc.aws_message):
+                raise
+            log.info("%s: launch template %s not visible yet; retrying in %gs",
+                     exc.operation, created_lt, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def tagged_version(ctx: Context, t: dict[str, Any], ref: dict[str, str], request_id: str,

@@ -24,6 +24,7 @@ from hostfactory_aws.cloud.apis import (
     new_launch,
     own_version,
     release_templates,
+    retry_fresh_template,
     undo_template,
 )
 from hostfactory_aws.context import Context
@@ -67,7 +68,8 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     else:  # the admin's launch template names the type
         params["LaunchTemplate"] = lt_ref
     try:
-        ctx.aws.call("autoscaling", "CreateAutoScalingGroup", **params)
+        retry_fresh_template(created_lt, lambda: ctx.aws.call(
+            "autoscaling", "CreateAutoScalingGroup", **params))
     except AwsError as exc:
         if exc.code != "AlreadyExists":  # a retry of this request: the group is ours
             undo_template(ctx, created_lt, exc)

@@ -22,6 +22,7 @@ from hostfactory_aws.cloud.apis import (
     new_launch,
     on_demand_part,
     own_version,
+    retry_fresh_template,
     undo_template,
 )
 from hostfactory_aws.context import Context
@@ -65,13 +66,15 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
                                    "Overrides": overrides}],
         "TagSpecifications": tagmod.tag_specs(["spot-fleet-request"], all_tags),
         "ClientToken": request_id,
+        **launch_spec.spot_pools(t),  # Symphony's poolsCount
     }
     if t["fleetType"] == "maintain":  # AWS: only a maintain request has excess capacity
         config["ExcessCapacityTerminationPolicy"] = "noTermination"
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
     try:
-        resp = ctx.aws.call("ec2", "RequestSpotFleet", SpotFleetRequestConfig=config)
+        resp = retry_fresh_template(created_lt, lambda: ctx.aws.call(
+            "ec2", "RequestSpotFleet", SpotFleetRequestConfig=config))
     except AwsError as exc:
         undo_template(ctx, created_lt, exc)
         raise
