@@ -171,18 +171,15 @@ def resolve(env: dict[str, str] | None = None) -> Context:
     else:
         conf = default("conf_dir", "conf")
     from_vars += [src] if src else []
-    work, src = _first(env, "HF_PROVIDER_WORKDIR", "PRO_DATA_DIR")
-    if work:
-        why["work_dir"] = f"${src}"
-        from_vars.append(src)
-    else:
-        work = default("work_dir", "work")
-    logs, src = _first(env, "HF_PROVIDER_LOGDIR", "PRO_LSF_LOGDIR")
-    if logs:
-        why["log_dir"] = f"${src}"
-        from_vars.append(src)
-    else:
-        logs = default("log_dir", "log")
+    dirs = {}
+    for key, sub, names in (("work_dir", "work", ("HF_PROVIDER_WORKDIR", "PRO_DATA_DIR")),
+                            ("log_dir", "log", ("HF_PROVIDER_LOGDIR", "PRO_LSF_LOGDIR"))):
+        value, src = _first(env, *names)
+        if value:
+            why[key] = f"${src}"
+            from_vars.append(src)
+        dirs[key] = value or default(key, sub)
+    work, logs = dirs["work_dir"], dirs["log_dir"]
 
     paths = {}
     for kind in ("config", "templates"):

@@ -106,7 +106,8 @@ def _sha256_hex(data: bytes) -> str:
 VALIDATED_KEEP = 16  # remembered passes: config and templates, a few edits back
 
 
-def _read_cache(cache_path: str) -> dict[str, Any]:
+def read_json_dict(cache_path: str) -> dict[str, Any]:
+    """A small JSON cache file as a dict; a missing or damaged one reads as empty."""
     try:
         with open(cache_path, encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -125,18 +126,18 @@ def _write_cache(cache_path: str, doc: dict[str, Any]) -> None:
 
 
 def _passed(cache_path: str) -> list[str]:
-    keys = _read_cache(cache_path).get("sha256", [])
+    keys = read_json_dict(cache_path).get("sha256", [])
     return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
 
 
 def _failed(cache_path: str) -> dict[str, list[Any]]:
     """Checks that failed, by key: a file left broken is not re-checked every poll."""
-    failed = _read_cache(cache_path).get("failed", {})
+    failed = read_json_dict(cache_path).get("failed", {})
     return failed if isinstance(failed, dict) else {}
 
 
 def _remember(cache_path: str, key: str, errors: list[tuple[list[Any], str]]) -> None:
-    doc = _read_cache(cache_path)
+    doc = read_json_dict(cache_path)
     keys = [k for k in _passed(cache_path) if k != key]
     failed = {k: v for k, v in _failed(cache_path).items() if k != key}
     if errors:
@@ -153,7 +154,7 @@ def first_time(cache_path: str | None, text: str) -> bool:
     if not cache_path:
         return True
     key = _sha256_hex(text.encode("utf-8"))
-    doc = _read_cache(cache_path)
+    doc = read_json_dict(cache_path)
     noted = doc.get("noted") if isinstance(doc.get("noted"), list) else []
     if key in noted:
         return False

@@ -5,12 +5,12 @@ The cache means getAvailableTemplates needs AWS only the first time a type is se
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any, Callable
 
 from hostfactory_aws.errors import ConfigError, StateError
+from hostfactory_aws.schema import read_json_dict
 from hostfactory_aws.state import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -19,19 +19,10 @@ ARCH = {"x86_64": "X86_64", "arm64": "ARM64", "i386": "X86", "x86_64_mac": "X86_
         "arm64_mac": "ARM64"}
 
 
-def _load(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def instance_specs(get_aws: Callable[[], Any], types: list[str],
                    cache_path: str) -> dict[str, dict[str, Any]]:
     """{type: {ncpus, ncores, nram, arch}} for the given types; AWS only for uncached ones."""
-    cache = _load(cache_path)
+    cache = read_json_dict(cache_path)
     missing = sorted({t for t in types if t not in cache})
     if missing:
         aws = get_aws()
@@ -75,7 +66,7 @@ def resolve_image(aws: Any, image_id: str) -> str:
 
 def root_device_name(aws: Any, image_id: str, cache_path: str) -> str:
     """The AMI's root device name, needed to resize the root volume; cached per AMI."""
-    cache = _load(cache_path)
+    cache = read_json_dict(cache_path)
     if image_id not in cache:
         resp = aws.call("ec2", "DescribeImages", ImageIds=[image_id])
         images = resp.get("Images") or []
