@@ -6,7 +6,7 @@ import json
 import re
 import socket
 
-from clisupport import ACCOUNT, PROVIDER, Site, lines
+from tests.support.hostfactory import ACCOUNT, PROVIDER, HostFactory, lines
 
 
 def _by_check(stdout: str) -> dict[str, str]:
@@ -18,7 +18,7 @@ def _by_check(stdout: str) -> dict[str, str]:
     return out
 
 
-def test_healthy_install(site: Site) -> None:
+def test_healthy_install(site: HostFactory) -> None:
     proc = site.cli("doctor")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = _by_check(proc.stdout)
@@ -44,7 +44,7 @@ def test_healthy_install(site: Site) -> None:
     assert calls.get("GetCallerIdentity") == 1 and calls.get("DescribeInstances") == 1
 
 
-def test_unwritable_work_dir_fails_with_a_fix(site: Site) -> None:
+def test_unwritable_work_dir_fails_with_a_fix(site: HostFactory) -> None:
     blocker = site.root / "not-a-dir"
     blocker.write_text("a file where the work dir should be")
     proc = site.cli("doctor", env={"HF_PROVIDER_WORKDIR": str(blocker / "work")})
@@ -58,7 +58,7 @@ def test_unwritable_work_dir_fails_with_a_fix(site: Site) -> None:
     assert lines(proc.stdout)[-1].endswith(", 1 failed")
 
 
-def test_unreachable_endpoint_fails_identity_and_ec2(site: Site) -> None:
+def test_unreachable_endpoint_fails_identity_and_ec2(site: HostFactory) -> None:
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -76,7 +76,7 @@ def test_unreachable_endpoint_fails_identity_and_ec2(site: Site) -> None:
     assert [c["check"] for c in doc["checks"] if c["status"] == "FAIL"] == ["identity", "ec2"]
 
 
-def test_invalid_config_fails_and_skips_the_aws_checks(site: Site) -> None:
+def test_invalid_config_fails_and_skips_the_aws_checks(site: HostFactory) -> None:
     site.config_path.write_text(json.dumps({"AWS_REGION": "us-east-1", "LogLevl": "INFO"}))
     proc = site.cli("doctor")
     assert proc.returncode == 1
@@ -88,7 +88,7 @@ def test_invalid_config_fails_and_skips_the_aws_checks(site: Site) -> None:
     assert site.server.calls() == {}
 
 
-def test_lsf_install_is_recognised(lsf_site: Site) -> None:
+def test_lsf_install_is_recognised(lsf_site: HostFactory) -> None:
     proc = lsf_site.cli("doctor")
     assert proc.returncode == 0, proc.stdout
     checks = _by_check(proc.stdout)

@@ -7,6 +7,8 @@ misbehave is the wire. A rule matches one AWS action and fires a given number of
   does when it throttles or refuses a call (nothing happened).
 - ``after=True``: let moto really do the call, then throw its answer away and send an error:
   the call happened but the caller never hears of it (a lost reply).
+
+``deny`` refuses an action until cleared, as EC2 does when the IAM policy lacks it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from xml.sax.saxutils import escape
 
 from hostfactory_aws.admin.sandbox import request_action
 
+FOREVER = 2**31  # times: a rule that keeps firing until cleared
 REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
@@ -59,6 +62,12 @@ class FaultInjector:
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def deny(self, action: str) -> Rule:
+        """Refuse ``action`` until cleared, as EC2 does when the IAM policy lacks it."""
+        return self.add(action, "UnauthorizedOperation", status=403, times=FOREVER,
+                        message="You are not authorized to perform this operation. "
+                                "Encoded authorization failure message: x")
 
     def clear(self) -> None:
         with self._lock:

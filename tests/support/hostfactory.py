@@ -1,13 +1,15 @@
-"""End-to-end environment: the real scripts, run as HostFactory runs them, against moto's server.
+"""HostFactory's side of every test: an installation in tmp_path, and the calls it makes.
 
-One moto server (in this process, on 127.0.0.1) serves the whole e2e session, wrapped in a
-call counter and a fault injector. Each test gets a fresh moto (reset), a fresh HostFactory
-environment in tmp_path (conf/work/log dirs, config and templates over moto's own AMI and
-default subnets), and runs the scripts from a directory that is not the repository.
+One class for every suite: the conf/work/log dirs (Symphony's HF_PROVIDER_* variables, or
+LSF's PRO_* ones), the config and templates over moto's own AMI and default subnets, and
+the five verbs called as HostFactory calls them: ``scripts/<verb>.sh`` as a process from a
+directory that is not the repository (e2e, cli), or invoke_provider.run in this process
+(over mock_aws, tests/aws). The admin command runs as ``python -m hostfactory_aws``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,20 +23,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
+from hostfactory_aws.admin import sandbox
+from tests.support.server import (
+    ACCOUNT,
+    REGION,
+    ROOT,
+    SandboxServer,
+    default_subnets,
+    find_image,
+    tags_of,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ACCOUNT", "REGION", "ROOT", "SandboxServer", "tags_of"]
+
 SCRIPTS = ROOT / "scripts"
-for extra in (ROOT, ROOT / "tests" / "support"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-from faults import FaultInjector  # noqa: E402
-
-from hostfactory_aws.admin import sandbox  # noqa: E402
-
-REGION = "us-east-1"
 PROVIDER = "awsinst"
+OTHER_PROVIDER = "awsother"
 PROVIDER_TAG = "hostfactory:provider"
 REQUEST_TAG = "hostfactory:requestId"
 TEMPLATE_TAG = "hostfactory:templateId"
@@ -42,13 +46,15 @@ RETURN_TAG = "hostfactory:returnId"
 INSTANCE_TAGS = {"Project": "e2e", "CostCenter": "grid"}
 RI, FLEET_OD, FLEET_SPOT = "OnDemand-RI", "Fleet-OnDemand", "Fleet-Spot"
 WEIGHTS = {"m5.large": 1, "m5.xlarge": 2}
+ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
+              "nram": ["Numeric", "8192"]}
 # AWS calls that change something: a rejected input must cause none of them.
 CHANGING_ACTIONS = ("RunInstances", "CreateFleet", "CreateLaunchTemplate", "TerminateInstances",
                     "CreateTags", "DeleteFleets")
 # The one line invoke_provider logs per call: "<verb> <ids> -> ok|FAILED in ..."
 LOG_CALL = re.compile(r" hostfactory_aws: (\w+) .*?-> (ok|FAILED) in \d")
 
-
+# Many calls of one verb in ONE interpreter (bulk set-up; what is measured runs as a script).
 BULK_DRIVER = """
 import io, json, sys
 sys.path.insert(0, sys.argv[1])
@@ -67,130 +73,92 @@ sys.stdout.write(json.dumps(out))
 """
 
 
-class MotoServer:
-    """moto on loopback, with its call counter and fault injector."""
-
-    def __init__(self) -> None:
-        self.faults = FaultInjector(sandbox.moto_app())
-        self.counter = sandbox.CallCounter(self.faults)
-        self.server, self.url = sandbox.serve(self.counter)
-        self._ec2: Any = None
-        self._image: str | None = None
-
-    def reset(self) -> None:
-        """A fresh moto, no faults, no counted calls."""
-        self.faults.clear()
-        sandbox.reset_moto(self.url)
-        self.reset_calls()
-
-    def reset_calls(self) -> None:
-        self.counter.clear()
-
-    def calls(self) -> dict[str, int]:
-        """AWS calls received since the last reset, by action (a copy)."""
-        return self.counter.counts()
-
-    @property
-    def ec2(self) -> Any:
-        """A boto3 EC2 client of the test itself (to look behind HostFactory's back)."""
-        if self._ec2 is None:
-            import boto3
-
-            self._ec2 = boto3.client(
-                "ec2", region_name=REGION, endpoint_url=self.url,
-                aws_access_key_id="testing", aws_secret_access_key="testing",
-                aws_session_token="testing")
-        return self._ec2
-
-    def instances(self, **filters: list[str]) -> dict[str, dict[str, Any]]:
-        """Every instance moto holds (optionally filtered), by id."""
-        flt = [{"Name": k.replace("_", "-"), "Values": v} for k, v in filters.items()]
-        out = {}
-        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=flt):
-            for res in page["Reservations"]:
-                for inst in res["Instances"]:
-                    out[inst["InstanceId"]] = inst
-        return out
-
-    def image_id(self) -> str:
-        """A moto-owned Amazon Linux AMI; moto's AMI ids survive a reset, so look once."""
-        if self._image is None:
-            images = self.ec2.describe_images(Owners=["amazon"])["Images"]  # slow: ~1 s
-            linux = [i for i in images if "amzn" in (i.get("Name") or "")]
-            self._image = (linux or images)[0]["ImageId"]
-        return self._image
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Any:
-    server = MotoServer()
-    yield server
-    server.server.shutdown()
-
-
-def tags_of(resource: dict[str, Any]) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
+def environment(root: Path, provider: str = PROVIDER, conf_dir: Path | None = None,
+                lsf: bool = False) -> dict[str, str]:
+    """The environment HostFactory (or LSF with ``lsf``) gives the scripts, over ``root``:
+    fake credentials, no AWS config of this machine, no metadata service."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": str(root),
+        "HOSTFACTORY_AWS_PYTHON": sys.executable,
+        "AWS_CONFIG_FILE": str(root / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        **sandbox.FAKE_CREDENTIALS,
+    }
+    if lsf:
+        env.update(PROVIDER_NAME=provider, PRO_CONF_DIR=str(root / "pro"),
+                   PRO_DATA_DIR=str(root / "work"), PRO_LSF_LOGDIR=str(root / "log"))
+    else:
+        env.update(HF_PROVIDER_NAME=provider, HF_PROVIDER_CONFDIR=str(conf_dir or root / "conf"),
+                   HF_PROVIDER_WORKDIR=str(root / "work"), HF_PROVIDER_LOGDIR=str(root / "log"))
+    return env
 
 
 class HostFactory:
-    """A HostFactory installation in tmp_path that calls the scripts like HostFactory does."""
+    """A HostFactory installation in ``root`` that calls the plugin like HostFactory does.
 
-    def __init__(self, root: Path, server: MotoServer) -> None:
+    ``server``: the sandbox server its config points at; without one, ``ec2`` (a client of
+    in-process moto) supplies the AMI and subnets and the config names no endpoint.
+    ``lsf``: LSF resource connector's layout ($PRO_CONF_DIR/conf and PRO_* variables).
+    ``config``: config keys of this installation that ``write_config`` keeps.
+    """
+
+    def __init__(self, root: Path, server: SandboxServer | None = None, *, ec2: Any = None,
+                 lsf: bool = False, provider: str = PROVIDER,
+                 config: dict[str, Any] | None = None,
+                 templates: list[dict[str, Any]] | None = None) -> None:
+        self.root = root
         self.server = server
-        self.conf_dir = root / "conf"
+        self.lsf = lsf
+        self.provider = provider
+        self.conf_dir = root / "pro" / "conf" if lsf else root / "conf"
         self.work_dir = root / "work"
         self.log_dir = root / "log"
         self.cwd = root / "elsewhere"
         self.inputs = root / "inputs"
         for d in (self.conf_dir, self.cwd, self.inputs):
-            d.mkdir()
+            d.mkdir(parents=True)
         self.config_path = self.conf_dir / "awsprov_config.json"
         self.templates_path = self.conf_dir / "awsprov_templates.json"
-        self.state_path = self.work_dir / f"{PROVIDER}-state.json"
+        self.state_path = self.work_dir / f"{provider}-state.json"
         self.made: Counter[tuple[str, bool]] = Counter()  # (verb, exit 0) of every call
         self._made_lock = threading.Lock()
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "HOME": str(root),
-            "HF_PROVIDER_NAME": PROVIDER,
-            "HF_PROVIDER_CONFDIR": str(self.conf_dir),
-            "HF_PROVIDER_WORKDIR": str(self.work_dir),
-            "HF_PROVIDER_LOGDIR": str(self.log_dir),
-            "HOSTFACTORY_AWS_PYTHON": sys.executable,
-            # No stray AWS config of the machine may leak in, and no metadata service.
-            "AWS_CONFIG_FILE": str(root / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            **sandbox.FAKE_CREDENTIALS,
-        }
-        self.image_id = self._image()
-        self.subnets = [s["SubnetId"] for s in server.ec2.describe_subnets(
-            Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]][:2]
+        self.env = environment(root, provider, self.conf_dir, lsf)
+        self.base_config = {"AWS_REGION": REGION, "AWS_REQUEST_RETRY_ATTEMPTS": 1,
+                            "LogLevel": "DEBUG", **(config or {})}
+        if server is not None:
+            self.base_config["AWS_ENDPOINT_URL"] = server.url
+            ec2 = server.ec2
+            self.image_id = server.image_id()
+        else:
+            self.image_id = find_image(ec2)[0]
+        self.subnets = default_subnets(ec2)
         self.write_config()
-        self.write_templates(self.default_templates())
-
-    def _image(self) -> str:
-        return self.server.image_id()
+        self.write_templates(self.default_templates() if templates is None else templates)
 
     # -- files ------------------------------------------------------------------------------
 
     def write_config(self, **overrides: Any) -> dict[str, Any]:
-        """awsprov_config.json pointing at the moto server; overrides replace keys."""
-        config = {"AWS_REGION": REGION, "AWS_ENDPOINT_URL": self.server.url,
-                  "AWS_REQUEST_RETRY_ATTEMPTS": 1, "LogLevel": "DEBUG", **overrides}
+        """awsprov_config.json pointing at the sandbox; overrides replace keys (None drops)."""
+        config = {**self.base_config, **overrides}
         self.config_path.write_text(json.dumps({k: v for k, v in config.items()
                                                 if v is not None}, indent=1))
         return config
 
+    def template(self, tid: str, **fields: Any) -> dict[str, Any]:
+        """A RunInstances template over the sandbox's AMI and subnets; fields override."""
+        t = {"templateId": tid, "maxNumber": 10, "imageId": self.image_id,
+             "vmType": "m5.large", "subnetId": list(self.subnets),
+             "attributes": dict(ATTRIBUTES), **fields}
+        return {k: v for k, v in t.items() if v is not None}
+
     def default_templates(self) -> list[dict[str, Any]]:
         tag_string = ";".join(f"{k}={v}" for k, v in INSTANCE_TAGS.items())
         return [
-            {"templateId": RI, "maxNumber": 10, "providerApi": "RunInstances",
-             "imageId": self.image_id, "vmType": "m5.large", "subnetId": self.subnets,
-             "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
-                            "nram": ["Numeric", "8192"]},
-             "instanceTags": tag_string},
+            self.template(RI, providerApi="RunInstances", instanceTags=tag_string),
             {"templateId": FLEET_OD, "maxNumber": 20, "providerApi": "EC2Fleet",
              "fleetType": "instant", "priceType": "ondemand", "imageId": self.image_id,
              "vmTypes": dict(WEIGHTS), "subnetId": self.subnets,
@@ -202,13 +170,12 @@ class HostFactory:
              "fleetType": "instant", "priceType": "spot", "imageId": self.image_id,
              "vmTypes": {"m5.large": 1}, "subnetId": self.subnets[0],
              "allocationStrategy": "priceCapacityOptimized",
-             "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
-                            "nram": ["Numeric", "8192"]},
-             "instanceTags": tag_string},
+             "attributes": dict(ATTRIBUTES), "instanceTags": tag_string},
         ]
 
-    def write_templates(self, templates: Any) -> None:
-        self.templates_path.write_text(json.dumps({"templates": templates}, indent=1))
+    def write_templates(self, templates: Any, raw: str | None = None) -> None:
+        self.templates_path.write_text(raw if raw is not None else
+                                       json.dumps({"templates": templates}, indent=1))
 
     def state_bytes(self) -> bytes | None:
         return self.state_path.read_bytes() if self.state_path.exists() else None
@@ -238,17 +205,23 @@ class HostFactory:
             fh.write(text)
         return [script, "-f", path], None
 
-    def call(self, verb: str, payload: Any = None, raw: str | None = None,
-             stdin: bool = False) -> tuple[int, dict[str, Any]]:
-        """Run ``scripts/<verb>.sh`` once: (exit code, the one JSON document it printed)."""
+    def run(self, verb: str, payload: Any = None, raw: str | None = None, stdin: bool = False,
+            extra_env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+        """Run ``scripts/<verb>.sh`` once: (exit code, the one JSON document, stderr)."""
         argv, text = self.command(verb, payload, raw, stdin)
         feed: dict[str, Any] = {"input": text} if text is not None else {
             "stdin": subprocess.DEVNULL}
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=self.cwd,
-                              env=self.env, timeout=120, **feed)
+                              env={**self.env, **(extra_env or {})}, timeout=600, **feed)
         code, answer = check_output(verb, proc.returncode, proc.stdout, proc.stderr)
         with self._made_lock:
             self.made[(verb, code == 0)] += 1
+        return code, answer, proc.stderr
+
+    def call(self, verb: str, payload: Any = None, raw: str | None = None,
+             stdin: bool = False) -> tuple[int, dict[str, Any]]:
+        """Run ``scripts/<verb>.sh`` once: (exit code, the one JSON document it printed)."""
+        code, answer, _ = self.run(verb, payload, raw, stdin)
         return code, answer
 
     def call_in_one_process(self, verb: str,
@@ -260,7 +233,7 @@ class HostFactory:
         """
         proc = subprocess.run([sys.executable, "-c", BULK_DRIVER, str(ROOT), verb],
                               input=json.dumps(payloads), capture_output=True, text=True,
-                              cwd=self.cwd, env=self.env, timeout=120)
+                              cwd=self.cwd, env=self.env, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
         out = [tuple(pair) for pair in json.loads(proc.stdout)]
         with self._made_lock:
@@ -278,6 +251,44 @@ class HostFactory:
         code, answer = self.call(verb, payload, **kw)
         assert code == 0, f"{verb} failed: {answer}"
         return answer
+
+    def invoke(self, verb: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        """One verb in this process (over mock_aws), as invoke_provider runs it."""
+        from hostfactory_aws.invoke_provider import run
+
+        return run([verb], io.StringIO(json.dumps(payload)), self.env)
+
+    def cli(self, *args: str, stdin: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``python -m hostfactory_aws ARGS`` as an admin runs it, not from the repository."""
+        return subprocess.run([sys.executable, "-m", "hostfactory_aws", *args],
+                              input=stdin if stdin is not None else "", capture_output=True,
+                              text=True, cwd=self.cwd,
+                              env={**self.env, "PYTHONPATH": str(ROOT), **(env or {})},
+                              timeout=120)
+
+    # -- counting (never timing) ------------------------------------------------------------
+
+    def counted(self, verb: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+        """Run one verb; return its answer and the AWS calls it made, by action."""
+        assert self.server is not None, "counting needs the sandbox server"
+        self.server.reset_calls()
+        answer = self.ok(verb, data)
+        return answer, self.server.calls()
+
+    def imports(self, verb: str, data: dict[str, Any]) -> set[str]:
+        """Top-level packages the verb's process imported (python -X importtime)."""
+        code, answer, err = self.run(verb, data, extra_env={"PYTHONPROFILEIMPORTTIME": "1"})
+        assert code == 0, (verb, answer, err[-2000:])
+        found = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+([\w.]+)", err, re.M)
+        return {name.split(".")[0] for name in found}
+
+    def request_many(self, template_id: str, count: int, machines: int) -> list[str]:
+        """``count`` requestMachines in one set-up process; returns the request ids."""
+        payload = {"template": {"templateId": template_id, "machineCount": machines}}
+        out = self.call_in_one_process("requestMachines", [payload] * count)
+        assert all(code == 0 for code, _ in out), out
+        return [answer["requestId"] for _, answer in out]
 
     # -- the HostFactory cycle --------------------------------------------------------------
 
@@ -306,6 +317,26 @@ class HostFactory:
             time.sleep(0.2 * (i + 1))
         raise AssertionError(f"{rid} still running after {polls} polls: {answer}")
 
+    def held(self, template_id: str, count: int,
+             in_process: bool = False) -> list[dict[str, str]]:
+        """requestMachines, then getRequestStatus until complete: the hosts HostFactory
+        holds. ``in_process``: the verbs run in this process (over mock_aws)."""
+        call = self.invoke if in_process else self.call
+        code, answer = call("requestMachines",
+                            {"template": {"templateId": template_id, "machineCount": count}})
+        assert code == 0, answer
+        for _ in range(5):
+            code, status = call("getRequestStatus",
+                                {"requests": [{"requestId": answer["requestId"]}]})
+            assert code == 0, status
+            req = status["requests"][0]
+            if req["status"] != "running":
+                break
+        assert req["status"] == "complete", req
+        machines = [{"name": m["name"], "machineId": m["machineId"]} for m in req["machines"]]
+        assert len(machines) == count
+        return machines
+
     def give_back(self, machines: list[dict[str, Any]]) -> str:
         answer = self.ok("requestReturnMachines", {"machines": [
             {"name": m["name"], "machineId": m["machineId"]} for m in machines]})
@@ -327,10 +358,6 @@ def check_output(verb: str, code: int, stdout: str, stderr: str) -> tuple[int, d
     return code, answer
 
 
-@pytest.fixture
-def hf(moto_server: MotoServer, tmp_path: Path) -> HostFactory:
-    """A fresh moto and a fresh HostFactory environment."""
-    moto_server.reset()
-    env = HostFactory(tmp_path, moto_server)
-    moto_server.reset_calls()
-    return env
+def lines(text: str) -> list[str]:
+    """The non-blank lines of a command's output."""
+    return [line for line in text.splitlines() if line.strip()]
