@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from hostfactory_aws.admin import cli
-from hostfactory_aws.cloud.session import Aws
-from hostfactory_aws.errors import AwsError
 from tests.support import ec2_events as events
+from tests.support.faults import fail_on
 from tests.support.hostfactory import (
     FLEET_SPOT,
     OTHER_PROVIDER,
@@ -41,20 +40,6 @@ def reclaims(install: HostFactory, machines: list[dict[str, str]] | None) -> dic
 
 def by_id(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["machineId"]: r for r in answer["requests"]}
-
-
-def fail_on(monkeypatch: pytest.MonkeyPatch, operation: str, code: str = "UnauthorizedOperation",
-            kind: str = "fatal") -> None:
-    """Make one AWS operation fail the way aws.py reports it."""
-    real = Aws.call
-
-    def call(self: Aws, service: str, op: str, **params: Any) -> dict[str, Any]:
-        if op == operation:
-            self.calls[op] += 1
-            raise AwsError(op, code, f"injected {code}", kind)
-        return real(self, service, op, **params)
-
-    monkeypatch.setattr(Aws, "call", call)
 
 
 # -- instances taken outside HostFactory ------------------------------------------------------

@@ -9,16 +9,22 @@ misbehave is the wire. A rule matches one AWS action and fires a given number of
   the call happened but the caller never hears of it (a lost reply).
 
 ``deny`` refuses an action until cleared, as EC2 does when the IAM policy lacks it.
+
+In-process tests (mock_aws) have no wire: ``fail_on`` makes cloud/session.py's Aws.call
+raise the AwsError it would raise for a refused, throttled or lost call.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 from xml.sax.saxutils import escape
 
 from hostfactory_aws.admin.sandbox import request_action
+
+if TYPE_CHECKING:
+    import pytest
 
 FOREVER = 2**31  # times: a rule that keeps firing until cleared
 REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
@@ -107,3 +113,21 @@ class FaultInjector:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+def fail_on(monkeypatch: pytest.MonkeyPatch, operation: str,
+            code: str = "UnauthorizedOperation", kind: str = "fatal", message: str = "") -> None:
+    """Every ``operation`` in this process fails as Aws.call reports it (counted, nothing
+    sent) while ``monkeypatch`` holds; every other operation reaches moto."""
+    from hostfactory_aws.cloud.session import Aws
+    from hostfactory_aws.errors import AwsError
+
+    real = Aws.call
+
+    def call(self: Aws, service: str, op: str, **params: Any) -> dict[str, Any]:
+        if op == operation:
+            self.calls[op] += 1
+            raise AwsError(op, code, message or f"injected {code}", kind)
+        return real(self, service, op, **params)
+
+    monkeypatch.setattr(Aws, "call", call)
