@@ -23,10 +23,6 @@ from xml.sax.saxutils import escape
 
 from hostfactory_aws.admin.sandbox import request_action
 
-if TYPE_CHECKING:
-    import pytest
-
-FOREVER = 2**31  # times: a rule that keeps firing until cleared
 REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
@@ -50,6 +46,9 @@ def error_body(code: str, message: str) -> bytes:
     return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>"
             f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
             "</Error></Errors><RequestID>hf-fault-injected</RequestID></Response>").encode()
+
+
+FOREVER = 2**31  # times: a rule that keeps firing until cleared
 
 
 class FaultInjector:
@@ -113,6 +112,10 @@ class FaultInjector:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+if TYPE_CHECKING:  # bench/ uses this module without pytest
+    import pytest
 
 
 def fail_on(monkeypatch: pytest.MonkeyPatch, operation: str,
