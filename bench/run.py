@@ -1,7 +1,7 @@
 """Benchmark the five verbs the way HostFactory runs them: one process per call, against moto.
 
-    python bench/run.py                     # full run: machines 1,100,1000,5000; requests 1,10,100
-    python bench/run.py --quick             # machines 1,100; requests 1,10; 3 runs
+    python bench/run.py             # machines 1,10,100,1000,5000,10000; requests 1,10,100,500
+    python bench/run.py --quick     # machines 1,10,100; requests 1,10; 3 runs
     python bench/run.py --scales 1,1000 --requests 10 --kinds RunInstances
 
 This is the runner; what runs (APIs, scales, scenarios) and the targets are the table in
@@ -11,9 +11,10 @@ HostFactory installation are tests/support's; each verb runs as
 calls it. For every verb and scale: median/min/max wall time, the AWS calls it made (by
 action, from the sandbox's call counter), the seconds moto spent answering (so the
 plugin's own share is visible: moto is far slower than EC2 at thousands of instances) and
-the child's peak RSS (os.wait4 on the child's pid). Floors (``python -c pass`` and a
-one-call boto3 script) are measured in the same run, and the targets of issue 6 are
-printed as PASS/FAIL. Results also go to bench/results.json.
+the child's peak RSS (os.wait4 on the child's pid). Floors (``python -c pass`` and the stock
+one-call boto3 script) are measured in the same run, interleaved with the verbs they are
+compared with; every row shows its ratio to both. The targets of issues 6 and 15 are printed
+as PASS/FAIL, with the machine's load average. Results also go to bench/results.json.
 
 Runs per cell: up to --runs, but a cell stops repeating once its runs took --budget
 seconds (at least one run), so the slow 5000-machine cells run once or twice; the table
@@ -271,11 +272,23 @@ class Bench:
         template = scenarios.template(kind, self.moto.image_id(), discover(self.moto.ec2))
         self.hf.write_templates([template])
         self.hf.write_config()
-        shutil.rmtree(self.work, ignore_errors=True)
+        self.clear_work()
         # Steady state: HostFactory polls getAvailableTemplates all the time, so the files'
         # schema check has passed before the calls we time (the first call is timed apart).
         self.verb("getAvailableTemplates", {})
         return template["templateId"]
+
+    def clear_work(self) -> None:
+        """A work dir as after a fresh install, but with the lean botocore models that the
+        first AWS call made (once per botocore version: not what a verb costs)."""
+        for name in os.listdir(self.work) if os.path.isdir(self.work) else []:
+            path = os.path.join(self.work, name)
+            if name.startswith("botocore-models-"):
+                continue
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
 
     def state_bytes(self) -> int:
         try:
@@ -306,9 +319,25 @@ class Bench:
 
 # --------------------------------------------------------------------------- output
 
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's median over the floors': ``python -c pass``, and the stock boto3 one-call
+    script measured beside it (its own scenario's, else the empty-account one)."""
+    find, boto3_floor = scenarios.find, scenarios.FLOOR_BOTO3
+    plain = find(rows, verb=scenarios.FLOOR_PASS)
+    for r in rows:
+        boto = (find(rows, kind=r["kind"], scenario=r["scenario"], verb=boto3_floor)
+                or find(rows, scenario="floor", verb=boto3_floor))
+        r["x_pass"] = round(r["median_s"] / plain["median_s"], 2) if plain else None
+        r["x_boto3"] = round(r["median_s"] / boto["median_s"], 2) if boto else None
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("kind", "scenario", "verb", "n", "median", "min", "max", "moto", "own", "cpu",
-            "RSS MB", "AWS calls")
+            "RSS MB", "x pass", "x boto3", "AWS calls")
     lines = []
     for r in rows:
         calls = ", ".join(f"{k}={v}" for k, v in sorted(r["calls"].items())) or "-"
@@ -317,9 +346,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append((r["kind"], r["scenario"], r["verb"], str(r["n"]),
                       f"{r['median_s']:.3f}", f"{r['min_s']:.3f}", f"{r['max_s']:.3f}",
                       f"{r['moto_median_s']:.3f}", f"{r['own_median_s']:.3f}",
-                      f"{r['cpu_median_s']:.3f}", f"{r['rss_max_mb']:.0f}", calls))
+                      f"{r['cpu_median_s']:.3f}", f"{r['rss_max_mb']:.0f}", _x(r.get("x_pass")),
+                      _x(r.get("x_boto3")), calls))
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head) - 1)]
-    fmt = "  ".join(f"{{:{'>' if 3 <= i <= 10 else '<'}{w}}}" for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:{'>' if 3 <= i <= 12 else '<'}{w}}}" for i, w in enumerate(widths))
     out = [fmt.format(*head[:-1]) + "  " + head[-1]]
     out += [fmt.format(*x[:-1]) + "  " + x[-1] for x in lines]
     return "\n".join(out)
@@ -327,20 +357,21 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     out = ["| kind | scenario | verb | n | median s | min s | max s | moto s | own s | "
-           "cpu s | RSS MB | AWS calls |", "|" + "---|" * 12]
+           "cpu s | RSS MB | x pass | x boto3 | AWS calls |", "|" + "---|" * 14]
     for r in rows:
         calls = ", ".join(f"{k}={v}" for k, v in sorted(r["calls"].items())) or "-"
         out.append(f"| {r['kind']} | {r['scenario']} | {r['verb']} | {r['n']} | "
                    f"{r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | "
                    f"{r['moto_median_s']:.3f} | {r['own_median_s']:.3f} | "
-                   f"{r['cpu_median_s']:.3f} | {r['rss_max_mb']:.0f} | {calls} |")
+                   f"{r['cpu_median_s']:.3f} | {r['rss_max_mb']:.0f} | {_x(r.get('x_pass'))} | "
+                   f"{_x(r.get('x_boto3'))} | {calls} |")
     return "\n".join(out)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="machines 1,100; requests 1,10; 3 runs")
+                   help="machines 1,10,100; requests 1,10; 3 runs")
     p.add_argument("--scales", help="machine counts, e.g. 1,100,1000,5000")
     p.add_argument("--requests", help="open-request counts, e.g. 1,10,100")
     p.add_argument("--kinds", help=f"provider APIs, from {','.join(KINDS)}")
@@ -373,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.update(sandbox.FAKE_CREDENTIALS)  # the bench's own boto3 client, loopback
     started = time.time()
+    load_start = [round(x, 2) for x in os.getloadavg()]  # 1/5/15 min: others share the CPUs
     index_moto_tags()
     moto = SandboxServer()
     bench = Bench(args, moto)
@@ -393,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.launcher.close(kill=error is not None)
         shutil.rmtree(bench.tmp, ignore_errors=True)
     rows = [c.summary() for c in bench.cells if c.samples]
+    add_ratios(rows)
     goals = scenarios.targets(rows, bench.scenarios, args.kinds)
     elapsed = time.time() - started
     import boto3
@@ -403,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                  "platform": platform.platform(), "cpus": os.cpu_count(),
                  "boto3": boto3.__version__, "moto": moto_pkg.__version__,
                  "root": os.path.abspath(args.root), "elapsed_s": round(elapsed, 1),
+                 "load_start": load_start, "load_end": [round(x, 2) for x in os.getloadavg()],
                  "options": {k: v for k, v in vars(args).items() if k != "out"},
                  "error": error},
         "rows": rows, "scenarios": bench.scenarios, "targets": goals,
@@ -418,8 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     for g in goals:
         print(f"{g['result']:<5} {g['target']:<{width}}  {g['detail']}")
     print(f"\n{len(rows)} cells in {elapsed:.0f}s; wall = whole process, moto = seconds the "
-          f"sandbox spent answering, own = wall - moto, cpu = the child's user+sys; "
-          f"results in {args.out}")
+          f"sandbox spent answering, own = wall - moto, cpu = the child's user+sys, x pass / "
+          f"x boto3 = median over the floor's; load average {load_start} at start, "
+          f"{result['meta']['load_end']} at end; results in {args.out}")
     failed = error is not None or any(g["result"] == "FAIL" for g in goals)
     return 1 if failed else 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import shutil
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -21,14 +20,17 @@ KINDS: dict[str, dict[str, Any]] = {
     "EC2Fleet": {"providerApi": "EC2Fleet", "fleetType": "instant",
                  "vmTypes": {"m5.large": 1}},
 }
-MACHINE_SCALES = (1, 100, 1000, 5000)
-REQUEST_SCALES = (1, 10, 100)
-QUICK_MACHINE_SCALES = (1, 100)
+MACHINE_SCALES = (1, 10, 100, 1000, 5000, 10000)
+REQUEST_SCALES = (1, 10, 100, 500)
+QUICK_MACHINE_SCALES = (1, 10, 100)
 QUICK_REQUEST_SCALES = (1, 10)
 MACHINES_PER_REQUEST = 2          # "a few machines each" in the open-requests scenarios
-RUN_INSTANCES_BATCH = 500         # hostfactory_aws.cloud.apis.run_instances.BATCH
+RUN_INSTANCES_BATCH = 100         # hostfactory_aws.cloud.apis.run_instances.BATCH
 DESCRIBE_PAGE = 1000              # hostfactory_aws.cloud.instances.PAGE
 ACTION_TIMEOUT = 240              # HF_PROVIDER_ACTION_TIMEOUT in published configs
+# issue 15: against the stock boto3 floor, our own seconds and peak RSS at 5,000 machines
+FLOOR_RATIO = 0.75
+BIG, BIG_OWN_S, BIG_RSS_MB = 5000, 5.0, 150
 ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
               "ncores": ["Numeric", "1"], "nram": ["Numeric", "8192"]}
 FLOOR_PASS = "python -c pass"
@@ -82,7 +84,7 @@ def floors(bench: Bench) -> None:
                        note="files new to the work dir: full schema check")
 
     def first_call() -> Sample:
-        shutil.rmtree(bench.work, ignore_errors=True)
+        bench.clear_work()
         return bench.verb("getAvailableTemplates", {})
 
     bench.repeat([first], [first_call])
@@ -100,6 +102,7 @@ def floors(bench: Bench) -> None:
 def machines(bench: Bench, kind: str, scale: int) -> None:
     """requestMachines for `scale` machines, then every verb over them."""
     name = f"machines={scale}"
+    fl = bench.cell(kind, name, scale, FLOOR_BOTO3, note="before each requestMachines")
     rm = bench.cell(kind, name, scale, "requestMachines", note="fresh account each run")
     gs = bench.cell(kind, name, scale, "getRequestStatus")
     ga = bench.cell(kind, name, scale, "getAvailableTemplates")
@@ -111,6 +114,7 @@ def machines(bench: Bench, kind: str, scale: int) -> None:
         if cycle and sum(rm.walls()) >= bench.args.budget:
             break
         tid = bench.fresh(kind)
+        fl.samples.append(bench.floor_boto3())
         sample = bench.request(tid, scale)
         rm.samples.append(sample)
         rid = sample.answer["requestId"]
@@ -175,7 +179,7 @@ def find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
 
 def targets(rows: list[dict[str, Any]], scenarios: list[dict[str, Any]],
             kinds: list[str]) -> list[dict[str, Any]]:
-    """Issue 6's targets as PASS / FAIL / n/a, each with the figures behind it."""
+    """Issues 6 and 15's targets as PASS / FAIL / n/a, each with the figures behind it."""
     out: list[dict[str, Any]] = []
 
     def add(name: str, ok: bool | None, detail: str) -> None:
@@ -196,13 +200,20 @@ def targets(rows: list[dict[str, Any]], scenarios: list[dict[str, Any]],
     for kind in kinds:
         gs = find(rows, kind=kind, scenario="requests=10", verb="getRequestStatus")
         fl = find(rows, kind=kind, scenario="requests=10", verb=FLOOR_BOTO3)
-        if gs and fl:
-            ratio = gs["median_s"] / fl["median_s"]
-            add(f"{kind}: getRequestStatus, 10 requests <= 1.3x one-call boto3 floor",
-                ratio <= 1.3, f"{gs['median_s']:.3f}s / {fl['median_s']:.3f}s = {ratio:.2f}x")
-        else:
-            add(f"{kind}: getRequestStatus, 10 requests <= 1.3x one-call boto3 floor", None,
-                "scenario requests=10 not run")
+        pairs = [("requests=10", "getRequestStatus", gs, fl)]
+        fl10 = find(rows, kind=kind, scenario="machines=10", verb=FLOOR_BOTO3)
+        for verb in ("requestMachines", "requestReturnMachines"):
+            pairs.append(("machines=10", verb,
+                          find(rows, kind=kind, scenario="machines=10", verb=verb), fl10))
+        for scenario, verb, row, base in pairs:
+            name = f"{kind}: {verb}, {scenario} <= {FLOOR_RATIO}x one-call boto3 floor"
+            if row and base:
+                ratio = row["median_s"] / base["median_s"]
+                add(name, ratio <= FLOOR_RATIO,
+                    f"{row['median_s']:.3f}s / {base['median_s']:.3f}s = {ratio:.2f}x (medians, "
+                    "interleaved)")
+            else:
+                add(name, None, f"scenario {scenario} not run")
         per_n = {r["scale"]: r["calls"].get("DescribeInstances", 0) for r in rows
                  if r["kind"] == kind and r["verb"] == "getRequestStatus"
                  and r["scenario"].startswith("requests=")}
@@ -219,6 +230,27 @@ def targets(rows: list[dict[str, Any]], scenarios: list[dict[str, Any]],
                     f"page per {DESCRIBE_PAGE}", calls <= most,
                     f"{calls} DescribeInstances (at most {most}); all calls {r['calls']}")
     for kind in kinds:
+        big = [r for r in rows if r["kind"] == kind and r["scenario"] == f"machines={BIG}"
+               and r["verb"] != FLOOR_BOTO3]
+        for verb in ("requestMachines", "getRequestStatus", "requestReturnMachines"):
+            r = find(big, verb=verb)
+            if r:
+                add(f"{kind}: {verb}, {BIG} machines: own time < {BIG_OWN_S:g}s",
+                    r["own_median_s"] < BIG_OWN_S,
+                    f"own {r['own_median_s']:.2f}s (cpu {r['cpu_median_s']:.2f}s), moto "
+                    f"{r['moto_median_s']:.2f}s; {r['calls']}")
+        if big:
+            worst = max(big, key=lambda r: r["rss_max_mb"])
+            add(f"{kind}: peak RSS at {BIG} machines < {BIG_RSS_MB} MB",
+                worst["rss_max_mb"] < BIG_RSS_MB,
+                f"{worst['rss_max_mb']:.0f} MB ({worst['verb']})")
+        for r in rows:
+            if r["kind"] == kind and r["verb"] == "requestReturnMachines":
+                calls = r["calls"].get("DescribeInstances", 0)
+                most = max(1, math.ceil(r["scale"] / DESCRIBE_PAGE))
+                add(f"{kind}: requestReturnMachines, {r['scale']} machines: <= 1 "
+                    f"DescribeInstances per {DESCRIBE_PAGE}", calls <= most,
+                    f"{calls} DescribeInstances (at most {most}); all calls {r['calls']}")
         rm = find(rows, kind=kind, scenario="machines=5000", verb="requestMachines")
         if rm is None:
             continue

@@ -28,32 +28,33 @@ USAGE = f"usage: invoke_provider.py {{{'|'.join(VERBS)}}} [-f FILE]  (JSON input
 
 
 def read_input(args: list[str], stdin: IO[str]) -> Any:
-    """The input JSON from ``-f FILE`` or standard input; empty input means ``{}``."""
+    """The input JSON from ``-f FILE`` or standard input; empty input means ``{}``.
+
+    Size, encoding and shape are checked by inputs.parse_document, whatever the bytes.
+    """
     from hostfactory_aws.errors import InputError
+    from hostfactory_aws.inputs import MAX_INPUT_BYTES, parse_document
 
     if args[:1] == ["-f"]:
         if len(args) != 2:
             raise InputError(USAGE)
         try:
-            with open(args[1], encoding="utf-8") as fh:
-                text = fh.read()
+            with open(args[1], "rb") as fh:
+                raw = fh.read(MAX_INPUT_BYTES + 1)
         except OSError as exc:
             raise InputError(f"input file {args[1]}: {exc.strerror}") from exc
         where = args[1]
     elif args:
         raise InputError(f"unexpected arguments {' '.join(args)}; {USAGE}")
     else:
-        text = "" if stdin is None or stdin.isatty() else stdin.read()
         where = "standard input"
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"input from {where} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"input from {where} must be a JSON object")
-    return data
+        if stdin is None or stdin.isatty():
+            raw = b""
+        else:
+            buffer = getattr(stdin, "buffer", None)
+            raw = (buffer.read(MAX_INPUT_BYTES + 1) if buffer is not None  # a real stream
+                   else stdin.read().encode("utf-8", "surrogateescape"))
+    return parse_document(raw, where)
 
 
 def dispatch(verb: str, data: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -68,8 +69,10 @@ def run(argv: list[str], stdin: IO[str] | None = None,
     """The whole call, minus printing: returns (exit code, answer)."""
     import logging
 
+    from hostfactory_aws import deadline
     from hostfactory_aws.errors import AwsError, HostFactoryError
 
+    deadline.begin()
     start = time.monotonic()
     log = logging.getLogger("hostfactory_aws")
     ctx = None
@@ -91,19 +94,35 @@ def run(argv: list[str], stdin: IO[str] | None = None,
         code = 0
     except HostFactoryError as exc:
         answer, code = {"message": str(exc)}, 1
-        if isinstance(exc, AwsError) and exc.kind in ("throttle", "unknown"):
+        from hostfactory_aws.cloud.error_codes import MAYBE_DONE
+
+        if isinstance(exc, AwsError) and exc.kind in MAYBE_DONE:
             answer["message"] += " (outcome unknown: nothing was assumed; ask again)"
     except Exception as exc:  # a bug: still one JSON document, details in the log
         log.exception("%s: unexpected error", verb)
         answer, code = {"message": f"internal error in {verb}: {type(exc).__name__}: {exc} "
                                    "(details in the plugin log)"}, 1
     if ctx is not None and logging.getLogger().handlers:
-        aws = ctx._aws.summary() if ctx._aws is not None else "no AWS calls"
-        ids = _ids(answer)
-        log.info("%s %s -> %s in %.3fs, %s%s", verb, ids, "ok" if code == 0 else "FAILED",
-                 time.monotonic() - start, aws,
-                 "" if code == 0 else f": {answer.get('message')}")
+        _call_record(log, verb, code, answer, time.monotonic() - start, ctx)
     return code, answer
+
+
+def _call_record(log: Any, verb: str, code: int, answer: dict[str, Any], seconds: float,
+                 ctx: Any) -> None:
+    """One line per call, with the version; a failure is logged at ERROR, whatever LogLevel,
+    since every error message tells the admin the details are in the plugin log."""
+    from hostfactory_aws import __version__
+
+    aws = ctx._aws.summary() if ctx._aws is not None else "no AWS calls"
+    if code == 0:
+        log.info("%s %s -> ok in %.3fs, %s (v%s)", verb, _ids(answer), seconds, aws,
+                 __version__)
+        return
+    root = log.root
+    if not root.isEnabledFor(40):  # logging.ERROR: lift the level for this one line
+        root.setLevel(40)
+    log.error("%s %s -> FAILED in %.3fs, %s (v%s): %s", verb, _ids(answer), seconds, aws,
+              __version__, answer.get("message"))
 
 
 def _ids(answer: dict[str, Any]) -> str:
@@ -115,8 +134,18 @@ def _ids(answer: dict[str, Any]) -> str:
     return ""
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, exit_now: bool = False) -> int:
+    """Print the answer; with ``exit_now`` the process ends the moment it is flushed.
+
+    A kill while Python shuts down (about 100 ms of interpreter teardown) would otherwise
+    land after HostFactory got its answer: nothing is left to do once the answer is out.
+    """
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from hostfactory_aws import __version__
+
+        sys.stdout.write(f"hostfactory-aws {__version__}\n")
+        return 0
     real_stdout = sys.stdout
     sys.stdout = sys.stderr  # anything printed by accident goes to stderr, not HostFactory
     try:
@@ -128,10 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     indent = 2 if real_stdout.isatty() else None
     real_stdout.write(json.dumps(answer, indent=indent) + "\n")
     real_stdout.flush()
+    if exit_now:
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 
 if __name__ == "__main__":
     from hostfactory_aws.invoke_provider import main as _main
 
-    sys.exit(_main())
+    sys.exit(_main(exit_now=True))

@@ -41,7 +41,9 @@ def host_name(inst: dict[str, Any], known: str = "") -> str:
 
 def hf_machine(inst: dict[str, Any], result: str, message: str = "",
                known_name: str = "") -> dict[str, Any]:
-    return {
+    """One machine of a getRequestStatus answer; LSF's rcAccount when the instance has one."""
+    tags = tagmod.from_aws(inst.get("Tags"))
+    out = {
         "machineId": inst["InstanceId"],
         "name": host_name(inst, known_name),
         "result": result,
@@ -52,9 +54,12 @@ def hf_machine(inst: dict[str, Any], result: str, message: str = "",
         "launchtime": epoch(inst.get("LaunchTime")),
         "instanceType": inst.get("InstanceType"),
         "priceType": "spot" if inst.get("InstanceLifecycle") == "spot" else "ondemand",
-        "instanceTags": tagmod.to_tag_string(tagmod.from_aws(inst.get("Tags"))),
+        "instanceTags": tagmod.to_tag_string(tags),
         "message": message,
     }
+    if tagmod.RC_ACCOUNT in tags:  # tagged at launch in LSF mode (IBM's RC_ACCOUNT)
+        out["rcAccount"] = tags[tagmod.RC_ACCOUNT]
+    return out
 
 
 def missing_machine(machine_id: str, name: str, result: str, message: str) -> dict[str, Any]:

@@ -6,54 +6,55 @@ never return them, so they are found here, logged by getReturnRequests on every 
 terminated only when the admin asks (``hostfactory-aws orphans --terminate``) or has set
 AWS_ORPHAN_TIMEOUT_MINUTES.
 
-An instance is an orphan when all of these hold:
-- it carries ``hostfactory:provider=<this provider>`` (anything else is never touched);
-- it is not terminated or shutting down;
-- no open create request in the state holds it: not in a record's instances (unless that
-  launch was abandoned) and its request-id tag names no such record;
-- HostFactory does not hold it (checked only when HostFactory gave its list).
-The state is read AFTER the sweep: requestMachines writes its record before it launches, so
-any instance the sweep saw is already accounted for in that read.
+An instance is an orphan when it carries ``hostfactory:provider=<this provider>``
+(anything else is never touched), is not ending, HostFactory does not hold it (checked
+only when HostFactory gave its list), and one of these holds (``reason``):
+- no record accounts for it (a lost or restored state file, a launch wound up by the
+  reaper);
+- it came under its request after HostFactory had the final answer (a maintain fleet's or
+  group's replacement, a late fill), or beyond what the request asked (a copied host, an
+  overshoot), or the final answer never listed it: HostFactory can never get it;
+- its launch is in doubt (the reaper could not prove the answer unwritten): a *candidate*,
+  listed but never terminated automatically.
+A host of a request whose id was answered and that HostFactory may still be given (polled
+or not) is never an orphan. The state is read AFTER the sweep: requestMachines writes its
+record before it launches, so any instance the sweep saw is already accounted for.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from hostfactory_aws import state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instances
-from hostfactory_aws.errors import AwsError
 from hostfactory_aws.machines import epoch, state_of
 
 log = logging.getLogger(__name__)
 ENDED_STATES = frozenset({"terminated", "shutting-down"})
 
 
-def open_requests(snapshot: dict[str, Any],
-                  now: float | None = None) -> tuple[set[str], set[str]]:
-    """(request ids, instance ids) of create records HostFactory can know of.
-
-    Not: launches abandoned after a killed call, and launches nobody has ever polled long
-    after any HostFactory action timeout (a requestMachines killed between its last state
-    write and printing its answer: HostFactory never got the id, and polls every request).
-    """
-
-    from hostfactory_aws.records import IN_FLIGHT_MAX_SEC
-
-    now = time.time() if now is None else now
-    rids: set[str] = set()
-    iids: set[str] = set()
-    for rid, rec in snapshot.get("requests", {}).items():
-        if rec.get("kind") != "create" or rec.get("launch") == "abandoned":
-            continue
-        if rec.get("polled") is False and now - rec.get("createdAt", now) > IN_FLIGHT_MAX_SEC:
-            continue
-        rids.add(rid)
-        iids.update(rec.get("instances", {}))
-    return rids, iids
+def why_orphan(iid: str, rec: dict[str, Any] | None, known: set[str]) -> tuple[str, bool] | None:
+    """(reason, may be terminated automatically) for one live tagged instance, or None."""
+    if rec is None or rec.get("kind") != "create":
+        return (None if iid in known else ("no request record", True))
+    if rec.get("launch") == "abandoned":
+        return "its launch was never answered", True
+    if rec.get("rebuilt"):  # the state was lost: only HostFactory's own list can tell
+        return "no request record (rebuilt from tags after the state was lost)", True
+    delivered = rec.get("delivered")
+    if iid in rec.get("instances", {}):
+        info = rec["instances"][iid]
+        if delivered is not None and iid not in delivered and not info.get("returnId"):
+            return "never given to HostFactory", True
+        return None
+    if iid in rec.get("extra", {}):
+        return f"{rec['extra'][iid].get('why', 'extra')}: never given to HostFactory", True
+    if delivered is not None:
+        return "late: came after HostFactory's final answer", True
+    if rec.get("doubt"):
+        return "candidate: " + rec["doubt"], False
+    return None  # still on its way to HostFactory
 
 
 def is_ours(inst: dict[str, Any], provider: str) -> bool:
@@ -66,7 +67,9 @@ def find(found: dict[str, dict[str, Any]], snapshot: dict[str, Any], provider: s
 
     ``held`` is HostFactory's machine list, or None when HostFactory did not give one.
     """
-    rids, iids = open_requests(snapshot)
+    reqs = snapshot.get("requests", {})
+    known = {iid for rec in reqs.values() if rec.get("kind") == "create"
+             and rec.get("launch") != "abandoned" for iid in rec.get("instances", {})}
     held_ids = {m.get("machineId") for m in held or [] if m.get("machineId")}
     held_names = {m.get("name") for m in held or [] if m.get("name")}
     out = []
@@ -74,10 +77,11 @@ def find(found: dict[str, dict[str, Any]], snapshot: dict[str, Any], provider: s
         if not is_ours(inst, provider) or state_of(inst) in ENDED_STATES:
             continue
         tags = tagmod.from_aws(inst.get("Tags"))
-        if iid in iids or tags.get(tagmod.REQUEST_ID) in rids:
-            continue
         if iid in held_ids or {inst.get("PrivateDnsName"), inst.get("PrivateIpAddress")} \
                 & held_names:
+            continue
+        verdict = why_orphan(iid, reqs.get(tags.get(tagmod.REQUEST_ID, "")), known)
+        if verdict is None:
             continue
         launched = epoch(inst.get("LaunchTime"))
         out.append({
@@ -89,16 +93,19 @@ def find(found: dict[str, dict[str, Any]], snapshot: dict[str, Any], provider: s
             "templateId": tags.get(tagmod.TEMPLATE_ID),
             "name": inst.get("PrivateDnsName") or inst.get("PrivateIpAddress") or "",
             "ageSeconds": int(max(0, now - launched)) if launched else 0,
+            "reason": verdict[0],
+            "canTerminate": verdict[1],
         })
     out.sort(key=lambda r: (r["launchTime"], r["instanceId"]))
     return out
 
 
 def overdue(orphans: list[dict[str, Any]], timeout_minutes: int) -> list[dict[str, Any]]:
-    """Orphans older than the timeout; none when the timeout is 0 (never terminate)."""
+    """Terminable orphans older than the timeout; none when the timeout is 0 (never)."""
     if timeout_minutes <= 0:
         return []
-    return [o for o in orphans if o["launchTime"] and o["ageSeconds"] > timeout_minutes * 60]
+    return [o for o in orphans if o["launchTime"] and o.get("canTerminate", True)
+            and o["ageSeconds"] > timeout_minutes * 60]
 
 
 def terminate(aws: Any, orphans: list[dict[str, Any]], found: dict[str, dict[str, Any]],
@@ -110,39 +117,6 @@ def terminate(aws: Any, orphans: list[dict[str, Any]], found: dict[str, dict[str
         return [], {}
     refused = instances.terminate(aws, ids)
     return [i for i in ids if i not in refused], refused
-
-
-def handle(ctx: Any, found: dict[str, dict[str, Any]], held: list[dict[str, str]] | None,
-           now: float) -> tuple[list[dict[str, Any]], list[str]]:
-    """getReturnRequests' orphan pass: log every orphan, terminate the overdue ones.
-
-    Terminates only when HostFactory gave its list (``held`` not None) and
-    AWS_ORPHAN_TIMEOUT_MINUTES > 0. Never fails the call: orphans are housekeeping, the
-    reclaim answer is what HostFactory is waiting for. Returns (orphans, terminated ids).
-    """
-    cfg = ctx.config
-    snapshot = state.read(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"])
-    found_orphans = find(found, snapshot, ctx.provider, now, held)
-    if not found_orphans:
-        return [], []
-    timeout = int(cfg.get("AWS_ORPHAN_TIMEOUT_MINUTES", 0))
-    log.warning("%d orphan instances (tagged %s=%s, held by no request): %s",
-                len(found_orphans), tagmod.PROVIDER, ctx.provider,
-                ", ".join(f"{o['instanceId']} ({o['state']}, {age_text(o['ageSeconds'])}, "
-                          f"request {o['requestId'] or '-'})" for o in found_orphans))
-    doomed = overdue(found_orphans, timeout) if held is not None else []
-    if not doomed:
-        return found_orphans, []
-    log.warning("terminating %d orphans older than AWS_ORPHAN_TIMEOUT_MINUTES=%d: %s",
-                len(doomed), timeout, [o["instanceId"] for o in doomed])
-    try:
-        done, refused = terminate(ctx.aws, doomed, found, ctx.provider)
-    except AwsError as exc:
-        log.error("could not terminate orphans (will retry next call): %s", exc)
-        return found_orphans, []
-    for iid, why in refused.items():
-        log.error("orphan %s: %s", iid, why)
-    return found_orphans, done
 
 
 def age_text(seconds: int) -> str:

@@ -1,24 +1,39 @@
 """Pure functions over the state file's request records (plain dicts).
 
 A create record:  {"kind": "create", "templateId", "units", "api", "createdAt",
-                   "launch": "launching" | "done" | "unknown", "instances": {id: {"units",
-                   "name", "type", "state", "returnId"}}, "fleetIds", "errors", "status",
-                   "endedAt", "cleaned"}
+                   "launch": "launching" | "done" | "unknown" | "abandoned",
+                   "journal": token of the answer journal, "answered": bool,
+                   "instances": {id: {"units", "name", "type", "state", "returnId"}},
+                   "extra": {id: {"units", "type", "why"}} (hosts never given to HostFactory),
+                   "delivered": [ids of HostFactory's final answer] or None,
+                   "fleetIds", "launchTemplateId", "launchTemplateName", "errors", "status",
+                   "settled", "cleaned", "cleanup": {"attempts", "next", "error"}, "endedAt"}
 A return record:  {"kind": "return", "createdAt", "machines": {id: {"name", "refused",
-                   "requestId"}}, "status", "endedAt"}
+                   "requestId"}}, "status", "endedAt", "phase", "journal", "answered"}
+
+Life cycle of a create record: reserved (launching) -> launched (done/unknown) -> answered
+(its id is in the answer journal) -> final (HostFactory got a final answer: ``delivered``)
+-> settled (its fleet or group launches nothing more) -> cleaned (fleet, group, template
+deleted) -> pruned (REQUEST_RETENTION_HOURS after ``endedAt``, set only once cleaned).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
-from hostfactory_aws.machines import GONE_STATES
+from hostfactory_aws import tags as tagmod
+from hostfactory_aws.machines import GONE_STATES, epoch, state_of
 
-# HostFactory kills a call after its action timeout (240-300 s in published configs): an
-# in-flight record older than this belongs to a call that is certainly dead.
-IN_FLIGHT_MAX_SEC = 900
+# An instance we launched that EC2 does not list yet (eventual consistency) is not gone;
+# past this, one that no sweep lists any more is.
+NOT_LISTED_GRACE_SEC = 600
+CLEANUP_FIRST_RETRY_SEC = 60
+CLEANUP_MAX_RETRY_SEC = 3600
+# Tags EC2 itself puts on what a fleet launches: they name the fleet even when the reply
+# of the launch call was lost.
+FLEET_ID_TAGS = ("aws:ec2:fleet-id", "aws:ec2spot:fleet-request-id")
 
 
 def new_request_id(prefix: str) -> str:
@@ -31,44 +46,27 @@ def _owner() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": os.uname().nodename}
 
 
-def new_create(template_id: str, units: int, api: str, now: float) -> dict[str, Any]:
+def new_create(template_id: str, units: int, api: str, now: float,
+               journal: str | None = None) -> dict[str, Any]:
     return {"kind": "create", "templateId": template_id, "units": units, "api": api,
-            "createdAt": now, "launch": "launching", "instances": {}, "fleetIds": [],
-            "errors": [], "status": "running", "endedAt": None, "cleaned": False,
-            "polled": False, **_owner()}
+            "createdAt": now, "launch": "launching", "instances": {}, "extra": {},
+            "delivered": None, "fleetIds": [], "errors": [], "status": "running",
+            "endedAt": None, "cleaned": False, "polled": False, "journal": journal,
+            "answered": False, **_owner()}
 
 
-def new_return(now: float) -> dict[str, Any]:
+def new_return(now: float, journal: str | None = None) -> dict[str, Any]:
     return {"kind": "return", "createdAt": now, "machines": {}, "status": "running",
-            "endedAt": None, "phase": "terminating", **_owner()}
+            "endedAt": None, "phase": "terminating", "journal": journal, "answered": False,
+            **_owner()}
 
 
-def in_flight(rec: dict[str, Any]) -> bool:
-    """The call that wrote this record has not finished its AWS work yet."""
-    if rec.get("kind") == "create":
-        return rec.get("launch") == "launching"
-    return rec.get("phase") == "terminating"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stale(rec: dict[str, Any], now: float,
-          alive: Callable[[int], bool] = pid_alive) -> bool:
-    """An in-flight record whose call died: HostFactory never received its id."""
-    if not in_flight(rec):
-        return False
-    if now - rec.get("createdAt", 0) > IN_FLIGHT_MAX_SEC:
-        return True
-    same_host = rec.get("host") == os.uname().nodename
-    return same_host and isinstance(rec.get("pid"), int) and not alive(rec["pid"])
+def reap_candidate(rec: dict[str, Any]) -> bool:
+    """A record whose answer is not known to be written: its call runs, died, or answered
+    without the record hearing of it yet (the journal says which)."""
+    if rec.get("answered") is not False or rec.get("launch") == "abandoned":
+        return False  # records of older versions carry no mark: never reaped
+    return rec.get("kind") == "create" or rec.get("phase") == "terminating"
 
 
 def instance_live(info: dict[str, Any]) -> bool:
@@ -89,9 +87,11 @@ def held_units(data: dict[str, Any], now: float | None = None) -> dict[str, floa
     for rec in data["requests"].values():
         if rec.get("kind") != "create":
             continue
+        if rec.get("launch") == "abandoned":
+            continue
         unknown = (rec.get("launch") == "unknown" and not rec["instances"]
                    and now - rec.get("createdAt", 0) < UNKNOWN_LAUNCH_HOLD_SEC)
-        if rec.get("launch") == "launching" or unknown:
+        if (rec.get("launch") == "launching" and not rec.get("doubt")) or unknown:
             units = float(max(rec["units"], len(rec["instances"])))
         else:
             units = sum(float(i.get("units", 1)) for i in rec["instances"].values()
@@ -122,11 +122,13 @@ def names_index(data: dict[str, Any]) -> dict[str, str]:
 
 
 def live_machines(data: dict[str, Any]) -> list[dict[str, str]]:
+    """What HostFactory holds: hosts of live launches it did not return (stopped or ended
+    by EC2 included: those are what getReturnRequests must report)."""
     out = []
     for rec in data["requests"].values():
-        if rec.get("kind") == "create":
+        if rec.get("kind") == "create" and rec.get("launch") != "abandoned":
             for iid, info in rec["instances"].items():
-                if instance_live(info):
+                if not info.get("returnId") and not info.get("vanished"):
                     out.append({"machineId": iid, "name": info.get("name") or ""})
     return out
 
@@ -136,4 +138,122 @@ def returned_ids(data: dict[str, Any]) -> set[str]:
     for rec in data["requests"].values():
         if rec.get("kind") == "return":
             out.update(m for m, info in rec["machines"].items() if not info.get("refused"))
+    return out
+
+
+def is_async(rec: dict[str, Any]) -> bool:
+    """Fleets and groups that launch after the call returned."""
+    return rec.get("api") in ("SpotFleet", "ASG") or rec.get("fleetType") in ("request",
+                                                                              "maintain")
+
+
+def _units(rec: dict[str, Any], itype: str | None) -> float:
+    weights = rec.get("weights") or {}
+    return float(weights.get(itype or "", 1.0)) if weights else 1.0
+
+
+def learn(rec: dict[str, Any], rid: str, found: dict[str, dict[str, Any]],
+          now: float) -> None:
+    """What one sweep tells a create record, in place.
+
+    New instances tagged with the request join it while it is short of what it asked (in
+    launch order); after HostFactory's final answer, or beyond what was asked, they are
+    ``extra``: never given to HostFactory, not held against maxNumber, orphans. Fleet ids
+    come from EC2's own tags. A known instance that no sweep lists past the grace is gone.
+    """
+    if rec.get("kind") != "create" or rec.get("launch") == "abandoned":
+        return
+    rec.setdefault("extra", {})
+    held = sum(float(i.get("units", 1.0)) for i in rec["instances"].values())
+    new = sorted((iid for iid, inst in found.items()
+                  if iid not in rec["instances"] and iid not in rec["extra"]
+                  and tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) == rid),
+                 key=lambda i: (epoch(found[i].get("LaunchTime")), i))
+    for iid in new:
+        inst = found[iid]
+        units = _units(rec, inst.get("InstanceType"))
+        if rec.get("delivered") is None and held < float(rec["units"]):
+            rec["instances"][iid] = {"units": units, "name": "",
+                                     "type": inst.get("InstanceType"), "returnId": None}
+            held += units
+        else:
+            why = "late" if rec.get("delivered") is not None else "beyond what was asked"
+            rec["extra"][iid] = {"units": units, "type": inst.get("InstanceType"), "why": why}
+    tags_seen = {tagmod.from_aws(found[i].get("Tags")).get(k)
+                 for i in [*rec["instances"], *rec["extra"]] if i in found
+                 for k in FLEET_ID_TAGS}
+    if rec.get("api") in ("EC2Fleet", "SpotFleet"):
+        for fid in sorted(f for f in tags_seen if f):
+            if fid not in rec["fleetIds"]:
+                rec["fleetIds"].append(fid)
+    for iid, info in rec["instances"].items():
+        inst = found.get(iid)
+        if inst is not None:
+            info["state"] = state_of(inst)
+            info["name"] = info.get("name") or inst.get("PrivateDnsName") or \
+                inst.get("PrivateIpAddress") or ""
+        elif now - rec.get("createdAt", now) > NOT_LISTED_GRACE_SEC \
+                and info.get("state") not in GONE_STATES:
+            info["state"], info["vanished"] = "terminated", True
+
+
+def running_units(rec: dict[str, Any], found: dict[str, dict[str, Any]]) -> float:
+    """Units of the record's own hosts that run now (extra hosts never count)."""
+    return sum(float(info.get("units", 1.0)) for iid, info in rec["instances"].items()
+               if iid in found and state_of(found[iid]) == "running"
+               and not info.get("returnId"))
+
+
+def needs_settle(rec: dict[str, Any]) -> bool:
+    """Ended (HostFactory has its final answer, or the launch was abandoned) and its fleet
+    or group may still launch."""
+    if rec.get("kind") != "create" or not is_async(rec) or rec.get("settled"):
+        return False
+    if rec.get("launch") == "abandoned":
+        return bool(rec.get("fleetIds"))
+    return rec.get("launch") in ("done", "unknown") and rec.get("status") not in (None,
+                                                                                 "running")
+
+
+def can_clean(rec: dict[str, Any]) -> bool:
+    """Nothing of this request runs, and its fleet or group can launch nothing more."""
+    if rec.get("kind") != "create" or rec.get("cleaned"):
+        return False
+    if rec.get("launch") != "abandoned" and (rec.get("launch") not in ("done", "unknown")
+                                            or rec.get("status") == "running"):
+        return False
+    if is_async(rec) and not rec.get("settled") and rec.get("fleetIds"):
+        return False
+    return all(i.get("state") == "terminated" for i in rec["instances"].values())
+
+
+def has_resources(rec: dict[str, Any]) -> bool:
+    return bool(rec.get("fleetIds") or rec.get("launchTemplateId")
+                or rec.get("launchTemplateName") or rec.get("launchTemplateVersion"))
+
+
+def cleanup_due(rec: dict[str, Any], now: float) -> bool:
+    return now >= (rec.get("cleanup") or {}).get("next", 0)
+
+
+def cleanup_failed(rec: dict[str, Any], error: str, now: float) -> None:
+    """Retry in about a minute, doubling up to an hour; counted, and shown by doctor."""
+    info = rec.setdefault("cleanup", {"attempts": 0})
+    info["attempts"] = info.get("attempts", 0) + 1
+    delay = min(CLEANUP_MAX_RETRY_SEC, CLEANUP_FIRST_RETRY_SEC * 2 ** (info["attempts"] - 1))
+    info["next"], info["error"] = now + delay, error
+
+
+def stuck(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Records whose settle or cleanup keeps failing: request id -> what and why."""
+    out = {}
+    for rid, rec in data.get("requests", {}).items():
+        for what in ("cleanup", "settle"):
+            info = rec.get(what) if isinstance(rec.get(what), dict) else None
+            if info and info.get("attempts"):
+                out[rid] = {"what": what, "attempts": info["attempts"],
+                            "error": info.get("error", ""), "next": info.get("next", 0),
+                            "resources": [*rec.get("fleetIds", []),
+                                          *[x for x in (rec.get("launchTemplateId"),
+                                                        rec.get("launchTemplateName")) if x]]}
     return out

@@ -49,10 +49,46 @@ def checked(data: Any, schema_name: str,
         key = _sha256_hex(schema_bytes + b"\0" + doc.encode("utf-8"))
         if key in _passed(cache_path):
             return []
+        failed = _failed(cache_path).get(key)
+        if failed is not None:
+            return [(list(p), m) for p, m in failed]
     errors = schema_errors(data, json.loads(schema_bytes))
-    if not errors and key:
-        _remember(cache_path, key)  # type: ignore[arg-type]
+    if key:
+        _remember(cache_path, key, errors)  # type: ignore[arg-type]
     return errors
+
+
+_PROPERTY_NAMES: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+
+def property_names(schema_name: str, where: tuple[str, ...] = ()) -> list[str]:
+    """The keys a schema (or the object at ``where`` in it) knows, without jsonschema."""
+    key = (schema_name, where)
+    if key not in _PROPERTY_NAMES:
+        node: Any = load_schema(schema_name)
+        for step in where:
+            node = node[step]
+        _PROPERTY_NAMES[key] = sorted((node.get("properties") or {}).keys())
+    return _PROPERTY_NAMES[key]
+
+
+def unknown_keys(data: dict[str, Any], schema_name: str,
+                 where: tuple[str, ...] = ()) -> list[str]:
+    """``unknown field 'X' (did you mean 'Y'?)`` per key the schema does not know."""
+    allowed = property_names(schema_name, where)
+    extra = sorted(set(data) - set(allowed))
+    return [_unknown_message(key, allowed) for key in extra]
+
+
+def _unknown_message(key: str, allowed: list[str]) -> str:
+    import difflib  # lazy: only an unknown key needs suggestions
+
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if not close:  # IBM's keys differ in case from ours in places (vmtype, VmType)
+        lower = {a.lower(): a for a in allowed}
+        close = [lower[key.lower()]] if key.lower() in lower else []
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown field '{key}'{hint}"
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -70,23 +106,60 @@ def _sha256_hex(data: bytes) -> str:
 VALIDATED_KEEP = 16  # remembered passes: config and templates, a few edits back
 
 
-def _passed(cache_path: str) -> list[str]:
+def _read_cache(cache_path: str) -> dict[str, Any]:
     try:
         with open(cache_path, encoding="utf-8") as fh:
-            keys = json.load(fh).get("sha256", [])
-        return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
-    except (OSError, ValueError, AttributeError):
-        return []
+            doc = json.load(fh)
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
-def _remember(cache_path: str, key: str) -> None:
+def _write_cache(cache_path: str, doc: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written only means checking again next time."""
     from hostfactory_aws.errors import StateError
     from hostfactory_aws.state import write_json_atomic
 
-    keys = [k for k in _passed(cache_path) if k != key][-(VALIDATED_KEEP - 1):] + [key]
     with contextlib.suppress(OSError, StateError):
-        write_json_atomic(cache_path, {"sha256": keys})
+        write_json_atomic(cache_path, doc)
+
+
+def _passed(cache_path: str) -> list[str]:
+    keys = _read_cache(cache_path).get("sha256", [])
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
+def _failed(cache_path: str) -> dict[str, list[Any]]:
+    """Checks that failed, by key: a file left broken is not re-checked every poll."""
+    failed = _read_cache(cache_path).get("failed", {})
+    return failed if isinstance(failed, dict) else {}
+
+
+def _remember(cache_path: str, key: str, errors: list[tuple[list[Any], str]]) -> None:
+    doc = _read_cache(cache_path)
+    keys = [k for k in _passed(cache_path) if k != key]
+    failed = {k: v for k, v in _failed(cache_path).items() if k != key}
+    if errors:
+        failed[key] = [[p, m] for p, m in errors]
+    else:
+        keys.append(key)
+    doc.update(sha256=keys[-VALIDATED_KEEP:], failed=dict(list(failed.items())[-VALIDATED_KEEP:]))
+    _write_cache(cache_path, doc)
+
+
+def first_time(cache_path: str | None, text: str) -> bool:
+    """True the first time this text is asked about (then remembered): for log lines that
+    should be written once per change of a file, not on every call."""
+    if not cache_path:
+        return True
+    key = _sha256_hex(text.encode("utf-8"))
+    doc = _read_cache(cache_path)
+    noted = doc.get("noted") if isinstance(doc.get("noted"), list) else []
+    if key in noted:
+        return False
+    doc["noted"] = [*noted, key][-VALIDATED_KEEP:]
+    _write_cache(cache_path, doc)
+    return True
 
 
 def schema_errors(data: Any, schema: dict[str, Any]) -> list[tuple[list[Any], str]]:

@@ -10,7 +10,9 @@ PROVIDER = "hostfactory:provider"
 REQUEST_ID = "hostfactory:requestId"
 TEMPLATE_ID = "hostfactory:templateId"
 RETURN_ID = "hostfactory:returnId"
-RC_ACCOUNT = "rc_account"
+RC_ACCOUNT = "RC_ACCOUNT"  # IBM's LSF plugins: the request's rc_account, "default" if none
+DEFAULT_RC_ACCOUNT = "default"
+INSTANCE_ID = "InstanceID"  # AWS_TAG_InstanceID: IBM tags instance and volumes with it
 
 
 def base_tags(provider: str, request_id: str, template_id: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instance_types, launch_spec
+from hostfactory_aws.cloud.error_codes import no_answer
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError, ConfigError
 
@@ -24,6 +25,16 @@ FILTER_VALUES = 200  # values per EC2 filter
 DRY_RUN_OK = "DryRunOperation"
 UNREACHABLE = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
                          "ConnectionClosedError", "ProxyConnectionError"})
+# Every later call would fail the same way: stop at the first, one message.
+BAD_CREDENTIALS = frozenset({"AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch",
+                             "ExpiredToken", "UnrecognizedClientException",
+                             "NoCredentialsError", "InvalidAccessKeyId"})
+
+
+def stop_here(exc: AwsError) -> bool:
+    """No answer, or credentials AWS rejects: no check after this one can tell more."""
+    return (no_answer(exc.kind, exc.code) or exc.code in UNREACHABLE
+            or exc.code in BAD_CREDENTIALS)
 
 
 @dataclass
@@ -192,7 +203,7 @@ def run(ctx: Context, progress: Callable[[str], None]) -> list[Check]:
                           else _found_detail(kind, mine, found[kind.label]))
                 checks.append(Check(t["templateId"], kind.field, not gone, detail))
         except AwsError as exc:
-            if exc.kind == "unknown":  # no answer at all: every other check would say so too
+            if stop_here(exc):
                 raise
             summary = f"could not check: {_aws_text(exc)}"
             for t in templates:
@@ -231,6 +242,8 @@ def _resolve_images(aws: Any, templates: list[dict[str, Any]], checks: list[Chec
             try:
                 resolved[image] = instance_types.resolve_image(aws, image)
             except AwsError as exc:
+                if stop_here(exc):
+                    raise
                 resolved[image] = exc
         value = resolved[image]
         if isinstance(value, AwsError):
@@ -285,6 +298,8 @@ def _dry_run(ctx: Context, t: dict[str, Any], operation: str,
     except AwsError as exc:
         if exc.code == DRY_RUN_OK:
             return Check(tid, name, True, "permitted (DryRunOperation)")
+        if stop_here(exc):
+            raise
         if exc.code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
             return Check(tid, name, False, _unauthorized(t, operation))
         return Check(tid, name, False, _aws_text(exc))
@@ -317,7 +332,7 @@ def _undo(ctx: Context, operation: str, resp: dict[str, Any]) -> None:
 
 
 def _aws_text(exc: AwsError) -> str:
-    if exc.code in UNREACHABLE or exc.kind == "unknown":
+    if exc.code in UNREACHABLE or no_answer(exc.kind, exc.code):
         return f"AWS did not answer ({exc.code}): check AWS_ENDPOINT_URL, proxy and network"
     return f"{exc.code}: {exc.aws_message}"
 

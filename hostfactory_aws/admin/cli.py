@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, epilog=EPILOG, formatter_class=_Formatter,
         description="AWS provider plugin for IBM Spectrum Symphony HostFactory and the LSF "
                     "resource connector:\nthe five HostFactory verbs, and admin checks.")
+    from hostfactory_aws import __version__
+
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     helps = {
         "getAvailableTemplates": "HostFactory verb: the templates (JSON, as the script)",
@@ -71,8 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="also requests that have ended")
     s.add_argument("--machines", action="store_true", help="one line per machine too")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
-    e = sub.add_parser("demo", help="the whole cycle against a sandbox EC2 (moto)")
+    e = sub.add_parser("demo", help="the whole cycle: the five scripts against a sandbox EC2")
     e.add_argument("--count", type=int, default=2, help="machines (units) per request")
+    from hostfactory_aws.admin.sandbox_command import add_arguments as sandbox_arguments
+
+    sandbox_arguments(sub.add_parser("sandbox", help="a sandbox EC2 on loopback, seeded, with "
+                                                     "a ready conf dir: try it all by hand"))
+    i = sub.add_parser("iam-policy", help="the least-privilege IAM policy for this config and "
+                                          "these templates (JSON)")
+    i.add_argument("--aws", action="store_true",
+                   help="ask IAM which roles the instance profiles hold (else: a profile's "
+                        "role is assumed to have the profile's name, as the console makes it)")
     from hostfactory_aws.admin.orphans import add_arguments as orphans_arguments
 
     orphans_arguments(sub.add_parser("orphans", help="instances of this provider that no "
@@ -101,18 +113,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in VERBS:
         from hostfactory_aws.invoke_provider import main as invoke
 
+        if args.command == "requestReturnMachines" and (refusal := _unsure()):
+            return _fail(args.command, refusal)
         return invoke([args.command] + (["-f", args.file] if args.file else []))
     if args.command == "demo":
-        from hostfactory_aws.admin.sandbox import run_demo
+        from hostfactory_aws.admin.sandbox_command import run_demo
 
         return run_demo(machine_count=args.count)
+    if args.command == "sandbox":
+        from hostfactory_aws.admin.sandbox_command import sandbox_command
+
+        return sandbox_command(args)
     handlers = {"validate": _validate, "templates": _templates, "doctor": _doctor,
-                "status": _status}
+                "status": _status, "iam-policy": _iam_policy}
     return _guarded(args.command, handlers[args.command], args)
 
 
 def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
     """Run an admin command: a known failure is one line on stderr, a bug also a log entry."""
+    from hostfactory_aws.cloud.error_codes import no_answer
     from hostfactory_aws.errors import AwsError, HostFactoryError
 
     try:
@@ -120,7 +139,13 @@ def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
     except HostFactoryError as exc:
         log.error("%s: %s", command, exc)
         hint = ""
-        if isinstance(exc, AwsError) and exc.kind == "unknown":
+        from hostfactory_aws.admin.check_aws import BAD_CREDENTIALS
+
+        if isinstance(exc, AwsError) and exc.code in BAD_CREDENTIALS:
+            hint = (" (the credentials are missing or AWS rejects them: fix AWS_CREDENTIAL_FILE"
+                    " / AWS_PROFILE in the config, or the host's instance role; nothing else "
+                    "was checked)")
+        elif isinstance(exc, AwsError) and no_answer(exc.kind, exc.code):
             hint = (" (AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the "
                     "network; `hostfactory-aws doctor` shows what is used)")
         return _fail(command, str(exc) + hint)
@@ -130,6 +155,29 @@ def _guarded(command: str, handler: Any, args: argparse.Namespace) -> int:
         log.exception("%s: unexpected error", command)
         return _fail(command, f"internal error: {type(exc).__name__}: {exc} (details in the "
                               "plugin log)")
+
+
+def _unsure() -> str:
+    """Why this shell may not see HostFactory's state ('' when it does): ending hosts then
+    could end machines HostFactory holds, so such commands refuse."""
+    from hostfactory_aws.context import resolve
+    from hostfactory_aws.errors import HostFactoryError
+
+    try:
+        ctx = resolve()
+    except HostFactoryError as exc:
+        return f"refusing to end hosts: {exc}"
+    return f"refusing to end hosts: {ctx.unsure}" if ctx.unsure else ""
+
+
+def _iam_policy(args: argparse.Namespace) -> int:
+    from hostfactory_aws.admin import iam_policy
+
+    ctx = _context()
+    roles = iam_policy.profile_roles(ctx) if args.aws else None
+    _out(json.dumps(iam_policy.policy(ctx.config, ctx.templates, ctx.provider, roles),
+                    indent=2))
+    return 0
 
 
 def _fail(command: str, message: str) -> int:
@@ -169,12 +217,14 @@ def split_problems(message: str, path: str) -> list[str]:
 def offline_problems(ctx: Any) -> list[str]:
     """Every problem of the config and templates files, one line each (both files checked)."""
     from hostfactory_aws.config import load_config
+    from hostfactory_aws.config import problems as config_problems
     from hostfactory_aws.errors import ConfigError
     from hostfactory_aws.templates import load_templates
 
     problems: list[str] = []
     try:
         ctx._config = load_config(ctx.config_path)
+        problems += config_problems(ctx._config)  # unknown keys: served, but reported
     except ConfigError as exc:
         problems += split_problems(str(exc), ctx.config_path)
     try:
@@ -254,6 +304,8 @@ def _templates(args: argparse.Namespace) -> int:
                      vm_text))
     for line in _table(rows):
         _out(line)
+    if " left out, in error: " in answer.get("message", ""):  # the good ones are served
+        return _fail("templates", answer["message"])
     return 0
 
 
@@ -328,8 +380,11 @@ def status_report(data: dict[str, Any], found: dict[str, dict[str, Any]], now: f
         by_state[machines.state_of(inst)] = by_state.get(machines.state_of(inst), 0) + 1
     live = [iid for iid, inst in found.items()
             if machines.state_of(inst) not in ("terminated", "shutting-down")]
+    from hostfactory_aws import records
+
     return {"requests": requests, "instances": by_state,
-            "liveNotHeld": sorted(i for i in live if i not in held)}
+            "liveNotHeld": sorted(i for i in live if i not in held),
+            "stuck": records.stuck(data)}
 
 
 def _age(seconds: float) -> str:
@@ -372,6 +427,9 @@ def _status(args: argparse.Namespace) -> int:
             _out(line)
     total = " ".join(f"{k}={v}" for k, v in sorted(report["instances"].items())) or "none"
     _out(f"EC2: instances tagged hostfactory:provider={ctx.provider}: {total}")
+    for rid, why in sorted(report["stuck"].items()):
+        _out(f"STUCK {rid}: {why['what']} failed {why['attempts']} times "
+             f"({', '.join(why['resources']) or '-'}): {why['error']}; retried by the plugin")
     if report["liveNotHeld"]:
         _out(f"EC2: {len(report['liveNotHeld'])} live instances are in no open request: "
              f"{', '.join(report['liveNotHeld'][:10])}"

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hostfactory_aws.cloud.error_codes import no_answer
 from hostfactory_aws.errors import AwsError, HostFactoryError
 
 OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
@@ -51,12 +52,15 @@ def run(env: dict[str, str] | None = None) -> list[Line]:
     try:
         ctx = resolve(env)
     except HostFactoryError as exc:
-        lines.append(Line(FAIL, "provider", str(exc), "fix the provider name variable"))
+        check = "provider" if "provider name" in str(exc) or "PROVIDER_NAME" in str(exc) \
+            else "dirs"
+        lines.append(Line(FAIL, check, str(exc), "see the message"))
         return lines + _software()
     why = ctx.why
     lines.append(Line(OK, "provider", f"'{ctx.provider}' (from {why['provider']}), mode "
                       f"{ctx.mode}, memory attribute '{ctx.mem_key}'"))
     lines.append(_environment(env, ctx.mode))
+    lines.append(_one_view(ctx))
     lines.append(_conf_dir(ctx.conf_dir, why["conf_dir"]))
     config = _config(ctx, lines)
     _templates(ctx, lines)
@@ -68,6 +72,17 @@ def run(env: dict[str, str] | None = None) -> list[Line]:
     lines += _software()
     lines += _aws(ctx, config)
     return lines
+
+
+def _one_view(ctx: Any) -> Line:
+    """Do these dirs hold HostFactory's own state? Commands that end hosts need it."""
+    plugin = f"plugin dir {ctx.plugin_dir}" if ctx.plugin_dir else "no plugin dir found"
+    if ctx.unsure:
+        return Line(FAIL, "one view", f"{plugin}; {ctx.unsure}",
+                    "export what the message names; until then orphans --terminate and "
+                    "requestReturnMachines (which end hosts) refuse")
+    return Line(OK, "one view", f"{plugin}; the dirs are HostFactory's (its variables, or "
+                "found beside the scripts): commands that end hosts may run")
 
 
 def _environment(env: dict[str, str], mode: str) -> Line:
@@ -109,6 +124,15 @@ def _config(ctx: Any, lines: list[Line]) -> dict[str, Any] | None:
                           "correct the file (hostfactory-aws validate lists every problem)"))
         return None
     ctx._config = config
+    from hostfactory_aws.config import problems
+
+    unknown = problems(config)
+    if unknown:  # the verbs still run; the admin should still hear of it
+        lines.append(Line(FAIL, "config file",
+                          f"{where}: {_strip('; '.join(unknown), ctx.config_path)}",
+                          "correct or remove the key (the verbs ignore it meanwhile; "
+                          "hostfactory-aws validate lists every problem)"))
+        return config
     lines.append(Line(OK, "config file", f"{where}: valid"))
     return config
 
@@ -172,12 +196,37 @@ def _state(ctx: Any) -> Line:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Line(FAIL, "state file", f"{path}: unreadable: {exc}",
                     "the next call moves it aside and restores the .bak copy; check the disk")
-    open_ = sum(1 for r in reqs.values() if r.get("endedAt") is None)
-    return Line(OK, "state file", f"{path}: {len(reqs)} requests, {open_} open")
+    from hostfactory_aws import records, state
+
+    if not isinstance(reqs, dict):
+        reqs = {}
+    bad = {rid: why for rid, r in reqs.items() if (why := state.record_problem(rid, r))}
+    bad.update({rid: f"{e.get('problem')} (set aside)" for rid, e in
+                state.quarantined(path).items() if isinstance(e, dict)})
+    open_ = sum(1 for r in reqs.values() if isinstance(r, dict) and r.get("endedAt") is None)
+    detail = f"{path}: {len(reqs)} requests, {open_} open"
+    if bad:
+        listed = "; ".join(f"{rid[:60]!r}: {why}" for rid, why in sorted(bad.items())[:5])
+        return Line(FAIL, "state file", f"{detail}; {len(bad)} damaged records: {listed}",
+                    f"see {state.quarantine_path(path)} (requests are answered from the "
+                    "instances' tags meanwhile); delete that file once reviewed")
+    stuck = records.stuck({"requests": {k: v for k, v in reqs.items() if k not in bad}})
+    if stuck:
+        why = "; ".join(f"{rid}: {s['what']} failed {s['attempts']}x "
+                        f"({', '.join(s['resources']) or '-'}): {s['error']}"
+                        for rid, s in sorted(stuck.items())[:5])
+        status = FAIL if max(x["attempts"] for x in stuck.values()) >= 3 else OK
+        return Line(status, "state file", f"{detail}, {len(stuck)} stuck: {why}",
+                    "fix what AWS says (permissions, limits); the plugin retries by itself "
+                    "and keeps the record until its fleet, group or template is gone")
+    return Line(OK, "state file", detail)
 
 
 def _software() -> list[Line]:
-    out = []
+    from hostfactory_aws import __version__
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = [Line(OK, "version", f"hostfactory-aws {__version__} ({here})")]
     ver = sys.version.split()[0]
     if sys.version_info[:2] >= MIN_PYTHON:
         out.append(Line(OK, "python", f"{ver} ({sys.executable})"))
@@ -257,7 +306,7 @@ def _aws_text(exc: AwsError) -> str:
 
 
 def _aws_fix(exc: AwsError, action: str) -> str:
-    if exc.kind == "unknown":
+    if no_answer(exc.kind, exc.code):
         return "AWS did not answer: check AWS_ENDPOINT_URL, AWS_PROXY_HOST/PORT and the network"
     if exc.code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
         return f"allow {action} (see docs/iam-policy.json)"

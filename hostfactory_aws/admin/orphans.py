@@ -34,8 +34,9 @@ def orphans_command(args: argparse.Namespace, stdin: Any = None,
     """``hostfactory-aws orphans``: list (and with --terminate, end) this provider's orphans.
 
     Works from one sweep and the state file; HostFactory's own list is not available here,
-    so an empty state (lost work dir) refuses to terminate anything. Exit 0 when there are
-    none or after listing / terminating, 1 on any error or when termination is declined.
+    so an empty state (lost work dir), or dirs that may not be HostFactory's (ctx.unsure),
+    refuse to terminate anything. Exit 0 when there are none or all were terminated; 1 when
+    orphans were listed (like a check), on any error, or when termination is declined.
     """
     from hostfactory_aws.context import resolve
     from hostfactory_aws.errors import HostFactoryError
@@ -46,6 +47,11 @@ def orphans_command(args: argparse.Namespace, stdin: Any = None,
     stdin = sys.stdin if stdin is None else stdin
     try:
         ctx = resolve()
+        if args.terminate and ctx.unsure:
+            note(f"refusing to terminate: {ctx.unsure}")
+            return 1
+        if ctx.unsure:
+            note(f"warning: {ctx.unsure}")
         setup_logging(ctx, ctx.config["LogLevel"])
         note(f"sweeping {ctx.config['AWS_REGION']} for instances tagged "
              f"{tagmod.PROVIDER}={ctx.provider} ...")
@@ -64,7 +70,7 @@ def orphans_command(args: argparse.Namespace, stdin: Any = None,
     if not rows or not args.terminate:
         if args.json:
             say(json.dumps(answer, indent=2))
-        return 0
+        return 1 if rows else 0  # like a check: orphans found is a problem to look at
 
     code = _terminate_confirmed(ctx, rows, found, snapshot, args.yes, stdin, note, answer)
     if args.json:
@@ -75,7 +81,8 @@ def orphans_command(args: argparse.Namespace, stdin: Any = None,
 def _terminate_confirmed(ctx: Any, rows: list[dict[str, Any]], found: dict[str, Any],
                          snapshot: dict[str, Any], assume_yes: bool, stdin: Any,
                          note: Callable[[str], None], answer: dict[str, Any]) -> int:
-    if not any(r.get("kind") == "create" for r in snapshot.get("requests", {}).values()):
+    if not any(r.get("kind") == "create" and not r.get("rebuilt")
+               for r in snapshot.get("requests", {}).values()):
         note(f"refusing to terminate: the state file {ctx.state_path} holds no request "
              "(new or lost work dir?), so machines HostFactory still holds cannot be told "
              "from orphans. Check them, then terminate by hand.")

@@ -1,20 +1,26 @@
-"""A sandbox with no AWS account: moto in-process, and the patches that make it behave like EC2.
+"""A sandbox with no AWS account: moto, and the patches that make it behave like EC2.
 
-Used by ``hostfactory-aws demo`` and by the test suite (in-process and as moto's server).
-moto is an optional extra (``pip install '.[sandbox]'``); nothing else imports this module.
+Used by ``hostfactory-aws sandbox`` and ``demo`` (admin/sandbox_command.py) and by the test
+suite (in-process and as moto's server). moto is an optional extra (``pip install
+'.[sandbox]'`` from the plugin dir); nothing else imports this module.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 import threading
 from typing import Any, Callable
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing", "AWS_SECURITY_TOKEN": "testing"}
+# Services other than EC2 the plugin calls; the config's AWS_ENDPOINT_URL is EC2's alone
+# (IBM's meaning), so the sandbox points these at moto with botocore's per-service settings.
+OTHER_SERVICES = ("AUTO_SCALING", "SSM", "STS", "IAM")
+
+
+def endpoint_env(url: str) -> dict[str, str]:
+    """Environment sending every non-EC2 service the plugin uses to the sandbox at ``url``."""
+    return {f"AWS_ENDPOINT_URL_{name}": url for name in OTHER_SERVICES}
 
 
 def make_moto_faithful() -> None:
@@ -28,6 +34,7 @@ def make_moto_faithful() -> None:
     from moto.ec2.models.fleets import Fleet
     from moto.ec2.responses.instances import InstanceResponse
 
+    _page_instances_like_ec2()
     if not getattr(Fleet.terminate_instances, "_hf_faithful", False):
         fleet_terminate = Fleet.terminate_instances
 
@@ -60,6 +67,139 @@ def make_moto_faithful() -> None:
     Fleets.create_fleet = _idempotent(Fleets.create_fleet)  # type: ignore[method-assign]
     _add_modify_fleet()
     _tolerate_empty_spot_fleet_termination()
+    _merge_source_version()
+    _tag_fleet_instances()
+
+
+def _tag_fleet_instances() -> None:
+    """EC2 tags what a fleet launches with ``aws:ec2:fleet-id`` (EC2 Fleet) or
+    ``aws:ec2spot:fleet-request-id`` (Spot Fleet); moto does not."""
+    from moto.ec2.models.fleets import FleetsBackend
+    from moto.ec2.models.spot_requests import SpotRequestBackend
+
+    if getattr(FleetsBackend.create_fleet, "_hf_faithful", False):
+        return
+    create_fleet, request_spot_fleet = (FleetsBackend.create_fleet,
+                                        SpotRequestBackend.request_spot_fleet)
+
+    def tag(backend: Any, fleet_id: str, key: str, reqs: list[Any]) -> None:
+        ids = [_fleet_instance(r).id for r in reqs if _fleet_instance(r) is not None]
+        if ids:
+            backend.create_tags(ids, {key: fleet_id})
+
+    def fleet(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = create_fleet(self, *args, **kwargs)
+        tag(self, made.id, "aws:ec2:fleet-id", made.spot_requests + made.on_demand_instances)
+        return made
+
+    def spot_fleet(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = request_spot_fleet(self, *args, **kwargs)
+        tag(self, made.id, "aws:ec2spot:fleet-request-id", made.spot_requests)
+        return made
+
+    fleet._hf_faithful = True  # type: ignore[attr-defined]
+    FleetsBackend.create_fleet = fleet  # type: ignore[method-assign]
+    SpotRequestBackend.request_spot_fleet = spot_fleet  # type: ignore[method-assign]
+
+
+def _merge_source_version() -> None:
+    """CreateLaunchTemplateVersion with SourceVersion: EC2 starts from that version's data
+    and lays the given fields over it; moto ignores SourceVersion (the new version would
+    have no image)."""
+    import copy
+
+    from moto.ec2.responses.launch_templates import LaunchTemplates
+
+    original = LaunchTemplates.create_launch_template_version
+    if getattr(original, "_hf_faithful", False):
+        return
+
+    def create_launch_template_version(self: Any) -> Any:
+        source = self._get_param("SourceVersion")
+        if source:
+            name, tid = self._get_param("LaunchTemplateName"), self._get_param("LaunchTemplateId")
+            tmpl = (self.ec2_backend.get_launch_template(tid) if tid else
+                    self.ec2_backend.get_launch_template_by_name(name))
+            merged = {**copy.deepcopy(tmpl.get_version(source).data),
+                      **self._get_param("LaunchTemplateData", {})}
+            get = self._get_param
+            self._get_param = lambda key, default=None: (
+                merged if key == "LaunchTemplateData" else get(key, default))
+        return original(self)
+
+    create_launch_template_version._hf_faithful = True  # type: ignore[attr-defined]
+    LaunchTemplates.create_launch_template_version = (  # type: ignore[method-assign]
+        create_launch_template_version)
+    LaunchTemplates.delete_launch_template_versions = (  # type: ignore[attr-defined]
+        _delete_launch_template_versions)
+
+
+def _delete_launch_template_versions(self: Any) -> Any:
+    """DeleteLaunchTemplateVersions, which moto lacks: the default version is refused, the
+    others go (moto numbers versions by position, so only trailing ones leave the list)."""
+    from moto.core.responses import ActionResult
+
+    tid = self._get_param("LaunchTemplateId")
+    tmpl = (self.ec2_backend.get_launch_template(tid) if tid else
+            self.ec2_backend.get_launch_template_by_name(self._get_param("LaunchTemplateName")))
+    done, bad = [], []
+    for number in self._get_param("Versions", []):
+        row = {"LaunchTemplateId": tmpl.id, "LaunchTemplateName": tmpl.name,
+               "VersionNumber": int(number)}
+        try:
+            version = tmpl.get_version(number)
+        except Exception:  # noqa: BLE001 - moto's not-found error
+            version = None
+        if version is None or getattr(version, "hf_deleted", False):
+            bad.append({**row, "ResponseError": {"Code": "launchTemplateVersionDoesNotExist",
+                                                 "Message": "version does not exist"}})
+        elif tmpl.is_default(version):
+            bad.append({**row, "ResponseError": {
+                "Code": "launchTemplateVersionIsDefault",
+                "Message": "cannot delete the default version"}})
+        else:
+            version.hf_deleted = True
+            done.append(row)
+    while len(tmpl.versions) > 1 and getattr(tmpl.versions[-1], "hf_deleted", False):
+        tmpl.versions.pop()
+    return ActionResult({"SuccessfullyDeletedLaunchTemplateVersions": done,
+                         "UnsuccessfullyDeletedLaunchTemplateVersions": bad})
+
+
+def _page_instances_like_ec2() -> None:
+    """DescribeInstances' MaxResults counts instances in EC2 (a reservation may span pages);
+    moto counts reservations, so 5,000 machines launched 100 at a time came back in one
+    page. Pages of instances keep the call counts (and the reply sizes) EC2's."""
+    import copy
+
+    from moto.ec2.responses.instances import ActionResult, InstanceResponse
+
+    if getattr(InstanceResponse.describe_instances, "_hf_faithful", False):
+        return
+    original = InstanceResponse.describe_instances
+
+    def describe_instances(self: Any) -> Any:
+        if "MaxResults" not in self.data or self._get_param("InstanceIds", []):
+            return original(self)  # moto's own checks, and one page of everything
+        self.error_on_dryrun()
+        token = self._get_param("NextToken") or "hf-0"
+        if not token.startswith("hf-") or not token[3:].isdigit():
+            return original(self)
+        start, size = int(token[3:]), int(self._get_param("MaxResults"))
+        found = self.ec2_backend.describe_instances(filters=self._filters_from_querystring())
+        flat = [(r, i) for r in found for i in r.instances]
+        page: list[Any] = []
+        for res, inst in flat[start:start + size]:
+            if not page or page[-1].id != res.id:
+                page.append(copy.copy(res))
+                page[-1].instances = []
+            page[-1].instances.append(inst)
+        more = start + size < len(flat)
+        return ActionResult({"Reservations": page,
+                             "NextToken": f"hf-{start + size}" if more else None})
+
+    describe_instances._hf_faithful = True  # type: ignore[attr-defined]
+    InstanceResponse.describe_instances = describe_instances  # type: ignore[method-assign]
 
 
 def _tolerate_empty_spot_fleet_termination() -> None:
@@ -219,95 +359,3 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
     server = make_server(host, port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{host}:{server.server_port}"
-
-
-def demo_templates(ec2: Any) -> dict[str, Any]:
-    """Templates over the sandbox's own default subnets and a moto AMI."""
-    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:3]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    return {"templates": [
-        {"templateId": "OnDemand-M5", "maxNumber": 10, "providerApi": "RunInstances",
-         "imageId": image, "vmType": "m5.large", "subnetId": subnets,
-         "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
-                        "nram": ["Numeric", "8192"]},
-         "instanceTags": "Project=demo;CostCenter=grid"},
-        {"templateId": "Spot-Mixed", "maxNumber": 40, "providerApi": "EC2Fleet",
-         "fleetType": "instant", "priceType": "spot", "imageId": image,
-         "vmTypes": {"m5.large": 1, "m5.xlarge": 2}, "subnetId": subnets,
-         "allocationStrategy": "priceCapacityOptimized"},
-    ]}
-
-
-def run_demo(out: Callable[[str], None] = print, progress: Callable[[str], None] | None = None,
-             machine_count: int = 2) -> int:
-    """The whole HostFactory cycle against moto; each verb's JSON printed as it answers."""
-    try:
-        from moto import mock_aws
-    except ImportError:
-        sys.stderr.write("the demo needs moto: pip install 'hostfactory-aws[sandbox]'\n")
-        return 2
-    say = progress or (lambda s: sys.stderr.write(s + "\n"))
-    import boto3
-
-    from hostfactory_aws.invoke_provider import run
-
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    make_moto_faithful()
-    with tempfile.TemporaryDirectory(prefix="hostfactory-aws-demo-") as tmp, mock_aws():
-        conf = os.path.join(tmp, "conf")
-        os.makedirs(conf)
-        ec2 = boto3.client("ec2", region_name="us-east-1")
-        with open(os.path.join(conf, "awsprov_config.json"), "w") as fh:
-            json.dump({"AWS_REGION": "us-east-1", "LogLevel": "INFO"}, fh)
-        with open(os.path.join(conf, "awsprov_templates.json"), "w") as fh:
-            json.dump(demo_templates(ec2), fh)
-        env = {**os.environ, "HF_PROVIDER_NAME": "awsdemo", "HF_PROVIDER_CONFDIR": conf,
-               "HF_PROVIDER_WORKDIR": os.path.join(tmp, "work"),
-               "HF_PROVIDER_LOGDIR": os.path.join(tmp, "log")}
-
-        def call(verb: str, data: dict[str, Any]) -> dict[str, Any]:
-            code, answer = run([verb], _Stdin(json.dumps(data)), env)
-            out(f"$ {verb}.sh  <<< {json.dumps(data)}")
-            out(json.dumps(answer, indent=2))
-            if code:
-                raise SystemExit(f"demo: {verb} failed: {answer.get('message')}")
-            return answer
-
-        say("demo: sandbox EC2 (moto) in us-east-1, provider 'awsdemo', work dir " + tmp)
-        call("getAvailableTemplates", {})
-        for template in ("OnDemand-M5", "Spot-Mixed"):
-            say(f"demo: requesting {machine_count} units of {template}")
-            req = call("requestMachines", {"template": {"templateId": template,
-                                                        "machineCount": machine_count}})
-            status = _poll(call, req["requestId"])
-            hosts = [{"name": m["name"], "machineId": m["machineId"]}
-                     for m in status["machines"]]
-            call("getReturnRequests", {"machines": hosts})
-            say(f"demo: returning {len(hosts)} machines of {template}")
-            ret = call("requestReturnMachines", {"machines": hosts})
-            _poll(call, ret["requestId"])
-        call("getAvailableTemplates", {})
-        say("demo: done; every verb answered one JSON document")
-    return 0
-
-
-def _poll(call: Callable[[str, dict[str, Any]], dict[str, Any]], rid: str) -> dict[str, Any]:
-    for _ in range(10):
-        answer = call("getRequestStatus", {"requests": [{"requestId": rid}]})["requests"][0]
-        if answer["status"] != "running":
-            return answer
-    raise SystemExit(f"demo: {rid} still running after 10 polls")
-
-
-class _Stdin:
-    """Just enough of a file for read_input."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-
-    def isatty(self) -> bool:
-        return False
-
-    def read(self) -> str:
-        return self._text

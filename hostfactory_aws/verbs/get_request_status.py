@@ -3,103 +3,75 @@
 The state file says which machines a request launched; the sweep says what they are now
 (and finds what asynchronous fleets and groups launched since, by their request-id tag).
 Fleets and groups still working are described once per API family, batched. Requests the
-state does not know (lost work dir, failover) are answered from the instances' tags.
-Instances pending past the timeout are terminated.
+state does not know (lost work dir, failover) are answered from the instances' tags. What
+the poll then does to the world (settle, cleanup, reaping, pending timeouts) is reconcile's.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import time
 from typing import Any
 
-from hostfactory_aws import machines, reconcile, records, state
+from hostfactory_aws import inputs, machines, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, instances
 from hostfactory_aws.context import Context
-from hostfactory_aws.errors import AwsError, InputError
+from hostfactory_aws.errors import AwsError
 from hostfactory_aws.machines import COMPLETE_WITH_ERROR, EXECUTING, FAIL, RUNNING, SUCCEED
 
 log = logging.getLogger(__name__)
 # How long a launch whose outcome is unknown may show no instance before we call it failed.
 UNKNOWN_LAUNCH_GRACE_SEC = records.UNKNOWN_LAUNCH_HOLD_SEC
-# An instance we launched that EC2 does not list yet (eventual consistency) is not a failure.
-NOT_LISTED_GRACE_SEC = 600
+NOT_LISTED_GRACE_SEC = records.NOT_LISTED_GRACE_SEC
+is_async = records.is_async
 
 
 def parse_input(data: dict[str, Any]) -> list[str]:
-    reqs = data.get("requests")
-    if isinstance(reqs, dict):  # IBM's page shows a single object
-        reqs = [reqs]
-    if not isinstance(reqs, list) or not reqs:
-        raise InputError("requests: required, a list of {\"requestId\": ...}")
+    """The request ids asked about, checked, each once (first occurrence first)."""
     ids = []
-    for i, item in enumerate(reqs):
+    for i, item in enumerate(inputs.items(data, "requests", single_ok=True)):
         rid = item.get("requestId") if isinstance(item, dict) else None
-        if not isinstance(rid, str) or not rid:
-            raise InputError(f"requests[{i}].requestId: required, a non-empty string")
-        ids.append(rid)
-    return ids
-
-
-def is_async(rec: dict[str, Any]) -> bool:
-    """Fleets and groups that launch after the call returned."""
-    return rec.get("api") in ("SpotFleet", "ASG") or rec.get("fleetType") in ("request",
-                                                                              "maintain")
+        ids.append(inputs.request_id(rid, f"requests[{i}].requestId"))
+    return list(dict.fromkeys(ids))
 
 
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     ids = parse_input(data)
-    cfg = ctx.config
-    path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
-    snapshot = state.read(path, timeout)
+    lost = not os.path.exists(ctx.state_path)
+    snapshot = state.read(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"])
     found = instances.sweep(ctx.aws, ctx.provider)
-    if reconcile.reap(ctx, snapshot, found):
-        snapshot = state.read(path, timeout)
+    if lost:  # a lost work dir: what AWS shows is the truth (no extra call)
+        snapshot = reconcile.adopt_lost_state(ctx, found)
+    snapshot = reconcile.reap(ctx, snapshot, found)
     now = time.time()
-    pending_timeout = cfg["AWS_INSTANCE_PENDING_TIMEOUT_SEC"]
-    progress = describe_progress(ctx, {rid: snapshot["requests"][rid] for rid in ids
-                                       if rid in snapshot["requests"]})
-
-    answers, updates, settle = [], {}, {}
+    recs = {}
     for rid in ids:
-        rec = snapshot["requests"].get(rid)
-        if rec is None:
-            rec = rebuild(rid, found, now)
+        if rid in snapshot["requests"]:
+            rec = copy.deepcopy(snapshot["requests"][rid])
+            records.learn(rec, rid, found, now)
+            recs[rid] = rec
+    progress = describe_progress(ctx, recs)
+
+    answers, asked = [], {}
+    for rid in ids:
+        rec = recs.get(rid) or reconcile.rebuild(rid, found, now, ctx)
         if rec is None:
             answers.append({"requestId": rid, "status": COMPLETE_WITH_ERROR, "machines": [],
                             "message": f"unknown request id '{rid}': not in the state file and "
                                        "no instance carries its tag"})
             continue
         if rec["kind"] == "create":
-            answer, running_units = create_answer(rid, rec, found, now, pending_timeout,
-                                                  progress.get(rid))
-            if is_async(rec) and answer["status"] != RUNNING and not rec.get("settled"):
-                settle[rid] = running_units
+            answer, _ = create_answer(rid, rec, found, now,
+                                      lambda itype, r=rec: reconcile.pending_limit(ctx, r, itype),
+                                      progress.get(rid))
         else:
             answer = return_answer(rid, rec, found, now)
         answers.append(answer)
-        updates[rid] = (rec, answer)
-
-    asked = {m["machineId"] for a in answers for m in a["machines"]}
-    overdue = [iid for iid in sorted(asked)
-               if iid in found and machines.overdue_pending(found[iid], now, pending_timeout)]
-    if overdue:
-        log.warning("terminating %d instances pending longer than %ss: %s", len(overdue),
-                    pending_timeout, overdue)
-        instances.terminate(ctx.aws, overdue)
-
-    targets = {}
-    for rid, running_units in settle.items():  # ended: the fleet/group launches no more
-        rec = dict(snapshot["requests"][rid])
-        try:
-            apis.module_for(rec["api"]).settle(ctx, rec, running_units)
-            targets[rid] = rec.get("target")
-        except AwsError as exc:
-            log.warning("%s: could not settle %s, will retry: %s", rid, rec.get("fleetIds"), exc)
-
-    for rec in _save(ctx, updates, found, targets, now):
-        _cleanup(ctx, rec)
+        asked[rid] = (rec, answer)
+    reconcile.after_sweep(ctx, found, now, asked)
     return {"requests": answers}
 
 
@@ -122,44 +94,16 @@ def describe_progress(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str
     return out
 
 
-def rebuild(rid: str, found: dict[str, dict[str, Any]], now: float) -> dict[str, Any] | None:
-    """A record for a request the state file lost, from the instances' tags."""
-    key = tagmod.REQUEST_ID if rid.startswith("req-") else tagmod.RETURN_ID
-    mine = {iid: inst for iid, inst in found.items()
-            if tagmod.from_aws(inst.get("Tags")).get(key) == rid}
-    if not mine:
-        return None
-    first = min(machines.epoch(i.get("LaunchTime")) for i in mine.values())
-    if key == tagmod.RETURN_ID:
-        rec = records.new_return(first)
-        rec["machines"] = {iid: {"name": machines.host_name(i), "refused": "",
-                                 "requestId": tagmod.from_aws(i.get("Tags")).get(tagmod.REQUEST_ID)}
-                           for iid, i in mine.items()}
-        rec["createdAt"] = 0  # unknown: old enough for vanished machines to count as gone
-        rec["phase"] = "done"
-        rec["rebuilt"] = True
-        return rec
-    any_tags = tagmod.from_aws(next(iter(mine.values())).get("Tags"))
-    rec = records.new_create(any_tags.get(tagmod.TEMPLATE_ID, "?"), len(mine), "?", first)
-    rec["launch"] = "done"
-    rec["instances"] = {iid: {"units": 1.0, "name": machines.host_name(i),
-                              "type": i.get("InstanceType"), "state": machines.state_of(i),
-                              "returnId": None} for iid, i in mine.items()}
-    rec["rebuilt"] = True
-    log.warning("%s: not in the state file; rebuilt from %d tagged instances", rid, len(mine))
-    return rec
-
-
 def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]],
-                  now: float, pending_timeout: float,
+                  now: float, pending_timeout: Any,
                   progress: dict[str, Any] | None = None) -> tuple[dict[str, Any], float]:
-    """(HostFactory's answer for one create request, units of machines running)."""
-    weights = rec.get("weights") or {}
-    known = dict(rec["instances"])
-    for iid, inst in found.items():  # instances AWS launched that the record does not list
-        if iid not in known and tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) == rid:
-            known[iid] = {"units": apis.weights_units(weights, inst.get("InstanceType")),
-                          "name": "", "type": inst.get("InstanceType")}
+    """(HostFactory's answer for one create request, units of machines running).
+
+    ``rec`` has learnt the sweep (records.learn): its instances are what HostFactory gets,
+    never more than it asked. ``pending_timeout`` is seconds, or a function of the type.
+    """
+    limit = pending_timeout if callable(pending_timeout) else (lambda _t: pending_timeout)
+    known = rec["instances"]
     out, results, running_units = [], [], 0.0
     for iid, info in known.items():
         inst = found.get(iid)
@@ -176,7 +120,8 @@ def create_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]
             if returned:  # delivered, then given back: not a failed launch
                 result, msg = SUCCEED, f"returned by HostFactory ({returned})"
             else:
-                result, msg = machines.create_result(inst, now, pending_timeout)
+                result, msg = machines.create_result(inst, now,
+                                                     limit(inst.get("InstanceType")))
             out.append(machines.hf_machine(inst, result, msg, info.get("name", "")))
             if result == SUCCEED:
                 running_units += float(info.get("units", 1.0))
@@ -220,75 +165,3 @@ def return_answer(rid: str, rec: dict[str, Any], found: dict[str, dict[str, Any]
     failed = results.count(FAIL)
     msg = f"{failed} of {len(results)} machines could not be returned" if failed else ""
     return {"requestId": rid, "status": status, "machines": out, "message": msg}
-
-
-def _save(ctx: Context, updates: dict[str, tuple[dict[str, Any], dict[str, Any]]],
-          found: dict[str, dict[str, Any]], targets: dict[str, Any],
-          now: float) -> list[dict[str, Any]]:
-    """Write what this poll learnt; returns create records whose resources can now go."""
-    cfg = ctx.config
-    to_clean = []
-    by_request: dict[str, list[str]] = {}
-    for iid, inst in found.items():
-        req = tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID)
-        if req:
-            by_request.setdefault(req, []).append(iid)
-    with state.update(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]) as st:
-        reqs = st["requests"]
-        for rid, (rec, answer) in updates.items():
-            if rid not in reqs and rec.get("rebuilt"):
-                reqs[rid] = rec  # adopt what the tags told us
-            cur = reqs.get(rid)
-            if cur is None:
-                continue
-            cur["status"] = answer["status"]
-            if cur["kind"] == "create":
-                cur["polled"] = True  # HostFactory knows this id (see orphans.open_requests)
-            if cur["kind"] == "return" and answer["status"] != RUNNING and not cur["endedAt"]:
-                cur["endedAt"] = now
-            if rid in targets:
-                cur["settled"] = True
-                cur["target"] = targets[rid]
-        for rid, cur in reqs.items():  # every create record learns from the same sweep
-            if cur.get("kind") != "create" or cur.get("launch") == "abandoned":
-                continue
-            for iid in by_request.get(rid, []):
-                if iid not in cur["instances"]:
-                    inst = found[iid]
-                    cur["instances"][iid] = {
-                        "units": apis.weights_units(cur.get("weights") or {},
-                                                    inst.get("InstanceType")),
-                        "name": "", "type": inst.get("InstanceType"), "returnId": None}
-            for iid, info in cur["instances"].items():
-                inst = found.get(iid)
-                if inst is not None:
-                    info["state"] = machines.state_of(inst)
-                    info["name"] = info.get("name") or machines.host_name(inst)
-            if _can_clean(cur):
-                if not cur.get("cleaned") and (cur.get("fleetIds") or
-                                               cur.get("launchTemplateId")):
-                    to_clean.append({**cur, "requestId": rid})
-                cur["cleaned"] = True
-                cur["endedAt"] = cur.get("endedAt") or now
-        state.prune(st, now, cfg["REQUEST_RETENTION_HOURS"])
-    return to_clean
-
-
-def _can_clean(rec: dict[str, Any]) -> bool:
-    """Nothing of this request runs, and its fleet or group can launch nothing more."""
-    if rec.get("launch") not in ("done", "unknown") or rec.get("status") == RUNNING:
-        return False
-    if is_async(rec) and not rec.get("settled"):
-        return False
-    return all(i.get("state") == "terminated" for i in rec["instances"].values())
-
-
-def _cleanup(ctx: Context, rec: dict[str, Any]) -> None:
-    try:
-        apis.module_for(rec["api"]).cleanup(ctx, rec)
-    except AwsError as exc:
-        log.warning("%s: cleanup of %s failed, will retry: %s", rec["requestId"],
-                    rec.get("fleetIds"), exc)
-        with state.update(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"]) as st:
-            if rec["requestId"] in st["requests"]:
-                st["requests"][rec["requestId"]]["cleaned"] = False

@@ -8,8 +8,9 @@ Only what EC2 positively reports counts:
 A failed listing is an error, never a list of reclaimed hosts; neither is a partial one
 (instances listed but their Spot requests not): the call fails and says so.
 
-The same sweep of this provider's tagged instances answers the held machines and finds
-orphans (see orphans.py), so the whole call costs one paginated DescribeInstances (plus one
+The same sweep of this provider's tagged instances answers the held machines and feeds
+the reconcile step (settle and cleanup retries, orphans: see reconcile.py), so the whole
+call costs one paginated DescribeInstances (plus one
 per 200 held machines that lack our tag) and one DescribeSpotInstanceRequests per 200 held
 Spot Instances.
 """
@@ -17,14 +18,15 @@ Spot Instances.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
-from hostfactory_aws import orphans, records, state
+from hostfactory_aws import inputs, orphans, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instances, spot_notices
 from hostfactory_aws.context import Context
-from hostfactory_aws.errors import AwsError, InputError
+from hostfactory_aws.errors import AwsError
 from hostfactory_aws.machines import GONE_STATES, host_name, state_of
 
 log = logging.getLogger(__name__)
@@ -32,15 +34,8 @@ NOT_REPORTED = "nothing is reported as reclaimed"
 
 
 def parse_input(data: dict[str, Any]) -> list[dict[str, str]]:
-    items = data.get("machines", [])
-    if not isinstance(items, list):
-        raise InputError("machines: must be a list of {\"name\", \"machineId\"}")
-    out = []
-    for i, m in enumerate(items):
-        if not isinstance(m, dict):
-            raise InputError(f"machines[{i}]: must be an object with name and/or machineId")
-        out.append({"machineId": m.get("machineId") or "", "name": m.get("name") or ""})
-    return out
+    """The machines HostFactory holds (may be empty), checked, duplicates merged."""
+    return inputs.machines(data, required=False)
 
 
 def _listing_failed(exc: AwsError, what: str) -> AwsError:
@@ -58,6 +53,7 @@ def state_reason(inst: dict[str, Any]) -> str:
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     given = parse_input(data)
     cfg = ctx.config
+    lost = not os.path.exists(ctx.state_path)
     snapshot = state.read(ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"])
     # HostFactory may send {}: fall back on what the state says it holds
     held = given or records.live_machines(snapshot)
@@ -65,6 +61,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         found = instances.sweep(ctx.aws, ctx.provider)
     except AwsError as exc:
         raise _listing_failed(exc, "could not list this provider's instances") from exc
+    if lost:  # a lost work dir: what AWS shows is the truth (no extra call)
+        snapshot = reconcile.adopt_lost_state(ctx, found)
 
     by_name = records.names_index(snapshot)
     for iid, inst in found.items():
@@ -122,7 +120,8 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             if r["machineId"] in ended:
                 r["gracePeriod"] = 0
 
-    found_orphans, killed = orphans.handle(ctx, found, given or None, now)
+    found_orphans, killed = reconcile.after_sweep(ctx, found, now, held=given or None,
+                                                  orphan_pass=True)
 
     missing = len(ids) - len(described)
     msg = f"{len(out)} of {len(ids)} machines are being taken back by EC2"

@@ -11,9 +11,10 @@ import logging
 import time
 from typing import Any
 
-from hostfactory_aws import reconcile, records, state
+from hostfactory_aws import answers, inputs, reconcile, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, launch_spec
+from hostfactory_aws.cloud.error_codes import MAYBE_DONE
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError, InputError
 
@@ -25,20 +26,16 @@ def parse_input(data: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
     if not isinstance(tpl_in, dict):
         raise InputError("template: required, an object with templateId and machineCount")
     tid = tpl_in.get("templateId")
-    if not isinstance(tid, str) or not tid:
-        raise InputError("template.templateId: required, a non-empty string")
-    count = tpl_in.get("machineCount")
-    if isinstance(count, str) and count.strip().isdigit():
-        count = int(count)
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise InputError(f"template.machineCount: must be a whole number, got {count!r}")
-    if count < 1:
-        raise InputError(f"template.machineCount: must be at least 1, got {count}")
+    if not isinstance(tid, str) or not tid or len(tid) > inputs.MAX_NAME:
+        raise InputError("template.templateId: required, a string of 1 to "
+                         f"{inputs.MAX_NAME} characters")
+    count = inputs.count(tpl_in.get("machineCount"), "template.machineCount")
     extra = {}
     account = data.get("rc_account", tpl_in.get("rc_account"))
     if account is not None:
-        if not isinstance(account, str):
-            raise InputError("rc_account: must be a string")
+        if not isinstance(account, str) or len(account) > inputs.MAX_NAME:
+            raise InputError(f"rc_account: must be a string of at most {inputs.MAX_NAME} "
+                             "characters")
         extra["rc_account"] = account
     exports = _user_data_input(data, tpl_in)
     if exports:
@@ -66,8 +63,16 @@ def _user_data_input(data: dict[str, Any], tpl_in: dict[str, Any]) -> dict[str, 
 def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     tid, count, extra = parse_input(data)
     t = ctx.template(tid)
-    if extra.get("userData"):
+    if ctx.mode == "lsf":  # IBM's LSF plugins: exports into the plugin's boot script
+        import os
+
+        extra.setdefault("rc_account", tagmod.DEFAULT_RC_ACCOUNT)
+        t = {**t, launch_spec.LSF_EXPORTS: launch_spec.lsf_exports(
+            t, extra.get("userData", {}), extra["rc_account"], ctx.provider,
+            os.environ.get("SCRIPT_OPTIONS", ""))}
+    elif extra.get("userData"):
         t = {**t, launch_spec.EXPORT_USER_DATA: extra["userData"]}
+    if launch_spec.LSF_EXPORTS in t or launch_spec.EXPORT_USER_DATA in t:
         try:
             launch_spec.user_data(t)  # fail now, before reserving anything
         except ValueError as exc:
@@ -75,40 +80,56 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     cfg = ctx.config
     rid = records.new_request_id("req")
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
-    snapshot = state.read(path, timeout)
-    if reconcile.stale_ids(snapshot, time.time()):
-        reconcile.reap(ctx, snapshot)  # a killed call's reservation must not block this one
+    journal = answers.token(path, create=True)
+    answers.hold(path, rid)  # held until this process exits: the reaper leaves us alone
+    # a dead call's reservation is freed before maxNumber is checked
+    reconcile.reap(ctx, state.read(path, timeout), note_answered=False)
     with state.update(path, timeout) as st:
         if t["maxNumber"] >= 0:
             held = records.held_units(st).get(tid, 0.0)
             available = max(0, int(t["maxNumber"] - held))
             if count > available:
+                answers.release(path, rid)
                 raise InputError(
                     f"template.machineCount: {count} is more than the {available} template "
                     f"'{tid}' can still give (maxNumber {t['maxNumber']}, {held:g} held)")
-        rec = records.new_create(tid, count, t["providerApi"], time.time())
+        rec = records.new_create(tid, count, t["providerApi"], time.time(), journal)
         rec.update(fleetType=t["fleetType"], weights=t["vmTypes"], target=count,
                    onDemandShare=launch_spec.on_demand_share(t),
                    validUntil=rec["createdAt"] + 60 * float(t["spotFleetRequestExpiry"]))
+        if t.get("instancePendingTimeoutSec"):
+            rec["pendingTimeoutSec"] = t["instancePendingTimeoutSec"]
+        # Names known before the call: a lost reply or a kill cannot hide what to release.
+        if t["providerApi"] != "RunInstances" and not t.get("launchTemplateId"):
+            rec["launchTemplateName"] = f"hf-{rid}"
+        if t["providerApi"] == "ASG":
+            rec["fleetIds"] = [f"hf-{rid}"]
         st["requests"][rid] = rec
 
     tags = tagmod.base_tags(ctx.provider, rid, tid)
     if "rc_account" in extra:
         tags[tagmod.RC_ACCOUNT] = extra["rc_account"]
     module = apis.module_for(t["providerApi"])
+    if cfg.get("AWS_KEY_FILE") and t.get("keyName"):  # IBM: import or create the key pair
+        from hostfactory_aws.cloud.key_pairs import ensure_key_pair
+
+        ensure_key_pair(ctx.aws, t["keyName"], cfg["AWS_KEY_FILE"])
     try:
         launched = module.launch(ctx, t, rid, count, tags)
     except AwsError as exc:
-        if exc.kind in ("throttle", "unknown"):
-            # AWS may have launched (the reply was lost): keep the record; the instances'
-            # request-id tag tells getRequestStatus what exists.
+        if exc.kind in MAYBE_DONE:
+            # Sent, answer unknown (timeout, dropped connection, any 5xx, throttled to the
+            # end): AWS may have launched. Keep the record; the instances' request-id tag
+            # tells getRequestStatus what exists. Refused (4xx) or never sent: nothing
+            # launched, so the reservation is forgotten and the error names the cause.
             with state.update(path, timeout) as st:
                 rec = st["requests"][rid]
                 rec["launch"] = "unknown"
                 rec["errors"] = [f"{exc.code}: {exc.aws_message}"]
             log.error("%s: launch outcome unknown: %s", rid, exc)
-            return {"requestId": rid, "message": f"launch outcome unknown ({exc.code}); "
-                    "getRequestStatus reports what AWS launched"}
+            return _answered(path, {"requestId": rid, "message": f"launch outcome unknown "
+                                    f"({exc.code}); getRequestStatus reports what AWS "
+                                    "launched"})
         _forget(path, timeout, rid)
         raise
     except BaseException:
@@ -118,11 +139,21 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     with state.update(path, timeout) as st:
         rec = st["requests"][rid]
         rec["launch"] = "done"
-        rec["fleetIds"] = launched["fleetIds"]
+        rec["fleetIds"] = launched["fleetIds"] or rec["fleetIds"]
         rec["launchTemplateId"] = launched["launchTemplateId"]
+        if launched.get("templateDeleted"):  # an instant fleet's, deleted at once
+            rec.pop("launchTemplateName", None)
+        if launched.get("launchTemplateVersion"):
+            rec["launchTemplateVersion"] = launched["launchTemplateVersion"]
+        if launched.get("suspendPending"):
+            rec["suspendPending"] = True
         rec["errors"] = launched["errors"]
         for iid, info in launched["instances"].items():
             rec["instances"][iid] = {**info, "state": "pending", "returnId": None}
+    if cfg["AWS_TAG_InstanceID"] and launched["instances"]:
+        from hostfactory_aws.cloud.instance_id_tags import tag_instance_ids
+
+        tag_instance_ids(ctx.aws, sorted(launched["instances"]))
     got = sum(i["units"] for i in launched["instances"].values())
     if launched["instances"]:
         msg = f"launching {len(launched['instances'])} machines ({got:g} of {count} units)"
@@ -131,10 +162,17 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     if launched["errors"]:
         msg += "; " + "; ".join(launched["errors"])
     log.info("%s: template %s: %s", rid, tid, msg)
-    return {"requestId": rid, "message": msg}
+    return _answered(path, {"requestId": rid, "message": msg})
+
+
+def _answered(path: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """The id goes to the answer journal (fsynced) before HostFactory can read it."""
+    answers.mark(path, answer["requestId"])
+    return answer
 
 
 def _forget(path: str, timeout: float, rid: str) -> None:
     """Nothing was launched: leave the state as it was before the call."""
     with state.update(path, timeout) as st:
         st["requests"].pop(rid, None)
+    answers.release(path, rid)

@@ -12,31 +12,18 @@ import logging
 import time
 from typing import Any
 
-from hostfactory_aws import records, state
+from hostfactory_aws import answers, inputs, records, state
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis, instances
 from hostfactory_aws.context import Context
-from hostfactory_aws.errors import InputError
 from hostfactory_aws.machines import state_of
 
 log = logging.getLogger(__name__)
 
 
 def parse_input(data: dict[str, Any]) -> list[dict[str, str]]:
-    items = data.get("machines")
-    if not isinstance(items, list) or not items:
-        raise InputError("machines: required, a non-empty list of {\"name\", \"machineId\"}")
-    out = []
-    for i, m in enumerate(items):
-        if not isinstance(m, dict):
-            raise InputError(f"machines[{i}]: must be an object with name and/or machineId")
-        mid, name = m.get("machineId"), m.get("name")
-        if mid is not None and (not isinstance(mid, str) or not mid.startswith("i-")):
-            raise InputError(f"machines[{i}].machineId: {mid!r} is not an EC2 instance id")
-        if not mid and (not isinstance(name, str) or not name):
-            raise InputError(f"machines[{i}]: needs machineId or name")
-        out.append({"machineId": mid or "", "name": name or ""})
-    return out
+    """The machines to return (at least one), checked, duplicates merged."""
+    return inputs.machines(data)
 
 
 def resolve_ids(ctx: Context, wanted: list[dict[str, str]],
@@ -63,11 +50,14 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     path, timeout = ctx.state_path, cfg["STATE_LOCK_TIMEOUT_SEC"]
     snapshot = state.read(path, timeout)
     resolved, unresolved = resolve_ids(ctx, wanted, snapshot)
-    described = instances.lookup(ctx.aws, [m["machineId"] for m in resolved])
     owners = records.owner_of(snapshot)
+    described = instances.lookup_ours(ctx.aws, ctx.provider, [m["machineId"] for m in resolved],
+                                      len(owners))
 
     rid = records.new_request_id("ret")
-    rec = records.new_return(time.time())
+    journal = answers.token(path, create=True)
+    answers.hold(path, rid)
+    rec = records.new_return(time.time(), journal)
     to_terminate: list[str] = []
     for m in resolved:
         iid = m["machineId"]
@@ -113,6 +103,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
             for owner_id, units in (lowered.items() if not tagged else ()):
                 if owner_id in st["requests"]:
                     st["requests"][owner_id]["target"] += units
+        answers.release(path, rid)
         raise
     with state.update(path, timeout) as st:
         cur = st["requests"].get(rid)
@@ -127,6 +118,7 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         msg += "; not returned: " + "; ".join(problems)
         log.warning("%s: %s", rid, msg)
     log.info("%s: returning %s", rid, ", ".join(to_terminate))
+    answers.mark(path, rid)
     return {"requestId": rid, "message": msg}
 
 

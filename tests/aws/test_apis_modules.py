@@ -56,6 +56,7 @@ def launch(module: Any, ctx: Any, tid: str, rid: str, units: int) -> tuple[dict,
     got = module.launch(ctx, t, rid, units, tagmod.base_tags(ctx.provider, rid, tid))
     rec = {"api": t["providerApi"], "fleetType": t["fleetType"], "fleetIds": got["fleetIds"],
            "launchTemplateId": got["launchTemplateId"], "target": units,
+           "launchTemplateVersion": got.get("launchTemplateVersion"),
            "onDemandShare": launch_spec.on_demand_share(t), "weights": t["vmTypes"]}
     return got, rec
 
@@ -142,23 +143,39 @@ def test_launch_template_per_request_tags_instances_and_volumes(
     assert tag_dict(made["Tags"]) == ours(ctx, rid, "Req")
 
 
-def test_admin_launch_template_is_used_as_is_and_never_deleted(
+def test_admin_launch_template_gets_a_tagged_version_per_request_never_changed(
         rid: str, make_ctx: Any, template: Any, ec2: Any, ami: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     admin = ec2.create_launch_template(LaunchTemplateName=f"admin-{rid}", LaunchTemplateData={
-        "ImageId": ami, "InstanceType": "m5.large"})["LaunchTemplate"]["LaunchTemplateId"]
+        "ImageId": ami, "InstanceType": "m5.large", "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": [{"Key": "Team", "Value": "grid"}]}]}
+    )["LaunchTemplate"]["LaunchTemplateId"]
     ctx = make_ctx(template("LT", providerApi="EC2Fleet", fleetType="maintain",
                            launchTemplateId=admin, launchTemplateVersion=1, vmType=None,
                            imageId=None, vmTypes={"m5.large": 1}))
     seen = capture(ctx, monkeypatch)
     got, rec = launch(ec2_fleet, ctx, "LT", rid, 1)
     assert "CreateLaunchTemplate" not in ops(seen)
+    made = only(seen, "CreateLaunchTemplateVersion")
+    assert (made["LaunchTemplateId"], made["SourceVersion"]) == (admin, "1")
     spec = only(seen, "CreateFleet")["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"]
-    assert spec == {"LaunchTemplateId": admin, "Version": "1"}
+    assert spec == {"LaunchTemplateId": admin, "Version": "2"}
     assert got["launchTemplateId"] is None
+    assert got["launchTemplateVersion"] == {"LaunchTemplateId": admin, "Version": "2"}
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=admin, Versions=["2"])
+    data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    specs = {x["ResourceType"]: {t["Key"]: t["Value"] for t in x["Tags"]}
+             for x in data["TagSpecifications"]}
+    ours = {"hostfactory:provider": ctx.provider, "hostfactory:requestId": rid}
+    assert ours.items() <= specs["instance"].items() and ours.items() <= specs["volume"].items()
+    assert specs["instance"]["Team"] == "grid"  # the admin's own tags are kept
     ec2_fleet.cleanup(ctx, rec)
     assert "DeleteLaunchTemplate" not in ops(seen)
+    assert only(seen, "DeleteLaunchTemplateVersions") == {"LaunchTemplateId": admin,
+                                                          "Versions": ["2"]}
     assert f"admin-{rid}" in launch_template_names(ec2)
+    left = ec2.describe_launch_template_versions(LaunchTemplateId=admin)
+    assert [v["VersionNumber"] for v in left["LaunchTemplateVersions"]] == [1]
 
 
 # --- EC2 Fleet -----------------------------------------------------------------------------
@@ -185,8 +202,8 @@ def test_ec2_fleet_request_parameters(rid: str, make_ctx: Any, template: Any, su
     assert p["OnDemandOptions"] == {"AllocationStrategy": "prioritized"}     # spelling
     assert expires_in_minutes(p["ValidUntil"], 5)
     assert p["TerminateInstancesWithExpiration"] is False
-    assert p["ExcessCapacityTerminationPolicy"] == "no-termination"
-    assert "ReplaceUnhealthyInstances" not in p  # a maintain-only option
+    assert "ExcessCapacityTerminationPolicy" not in p  # maintain-only options (AWS)
+    assert "ReplaceUnhealthyInstances" not in p
     # request fleets may not tag instances in CreateFleet: the launch template does
     assert spec_tags(p["TagSpecifications"]) == {"fleet": ours(ctx, rid, "Mix")}
     (config,) = p["LaunchTemplateConfigs"]
@@ -418,7 +435,7 @@ def test_asg_single_type_parameters(rid: str, make_ctx: Any, template: Any, subn
          "ResourceType": "auto-scaling-group"} for k, v in sorted(ours(ctx, rid, "G").items())]
     assert p == {
         "AutoScalingGroupName": name, "MinSize": 0, "MaxSize": 3, "DesiredCapacity": 3,
-        "VPCZoneIdentifier": ",".join(subnets[:2]),
+        "NewInstancesProtectedFromScaleIn": True, "VPCZoneIdentifier": ",".join(subnets[:2]),
         "MixedInstancesPolicy": {
             "LaunchTemplate": {"LaunchTemplateSpecification": lt_ref,
                                "Overrides": [{"InstanceType": "m5.large",
@@ -451,6 +468,22 @@ def test_asg_weighted_heterogeneous_parameters(rid: str, make_ctx: Any, template
         "OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 25,
         "SpotAllocationStrategy": "capacity-optimized",  # hyphenated, like EC2 Fleet
         "OnDemandAllocationStrategy": "lowest-price", "SpotMaxPrice": "0.05"}
+
+
+def test_asg_admin_template_with_spot_goes_through_a_mixed_policy(
+        rid: str, make_ctx: Any, template: Any, ec2: Any, ami: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = ec2.create_launch_template(LaunchTemplateName=f"admin-{rid}", LaunchTemplateData={
+        "ImageId": ami, "InstanceType": "m5.large"})["LaunchTemplate"]["LaunchTemplateId"]
+    ctx = make_ctx(template("GS", providerApi="ASG", priceType="spot",
+                           launchTemplateId=admin, vmType=None, imageId=None))
+    seen = capture(ctx, monkeypatch)
+    launch(asg, ctx, "GS", rid, 2)
+    p = only(seen, "CreateAutoScalingGroup")
+    assert "LaunchTemplate" not in p
+    policy = p["MixedInstancesPolicy"]
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"]["LaunchTemplateId"] == admin
+    assert policy["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"] == 0
 
 
 def test_asg_describe_short_group_reports_scaling_failure(
@@ -488,8 +521,12 @@ def test_asg_settle_return_and_cleanup(rid: str, make_ctx: Any, template: Any, e
         return g
 
     ids = sorted(i["InstanceId"] for i in group()["Instances"])
+    # Auto Scaling never picks a held host: protected, and no process that replaces hosts
+    assert group()["NewInstancesProtectedFromScaleIn"] is True
+    assert {"AZRebalance", "ReplaceUnhealthy", "HealthCheck"} <= {
+        p["ProcessName"] for p in group()["SuspendedProcesses"]}
     seen = capture(ctx, monkeypatch)
-    asg.settle(ctx, rec, 4.0)
+    asg.settle(ctx, {**rec, "target": 4}, 5.0)  # never above what was asked
     assert seen == [("UpdateAutoScalingGroup", {"AutoScalingGroupName": name, "MinSize": 0,
                                                 "MaxSize": 4, "DesiredCapacity": 4})]
 
@@ -499,13 +536,13 @@ def test_asg_settle_return_and_cleanup(rid: str, make_ctx: Any, template: Any, e
             st.lifecycle_state = "Terminating"
     seen.clear()
     handled = asg.before_return(ctx, rec, {ids[0]: 1.0, ids[1]: 1.0, "i-0notinagroup0": 1.0})
-    assert handled == {ids[0], ids[1]}  # a machine of no group is left to TerminateInstances
-    assert ops(seen) == ["DescribeAutoScalingInstances", "TerminateInstanceInAutoScalingGroup"]
-    assert only(seen, "TerminateInstanceInAutoScalingGroup") == {
-        "InstanceId": ids[1], "ShouldDecrementDesiredCapacity": True}
-    assert group()["DesiredCapacity"] == 3  # decremented by exactly the one terminated
-    assert ec2.describe_instances(InstanceIds=[ids[1]])["Reservations"][0]["Instances"][0][
-        "State"]["Name"] == "terminated"
+    assert handled == set()  # the caller terminates every host in one call
+    assert ops(seen) == ["DescribeAutoScalingInstances", "DetachInstances"]
+    assert only(seen, "DetachInstances") == {
+        "AutoScalingGroupName": name, "InstanceIds": [ids[1]],
+        "ShouldDecrementDesiredCapacity": True}
+    assert group()["DesiredCapacity"] == 3  # decremented by exactly the one detached
+    assert ids[1] not in {i["InstanceId"] for i in group()["Instances"]}
 
     seen.clear()
     asg.cleanup(ctx, rec)

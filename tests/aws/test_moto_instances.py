@@ -82,6 +82,34 @@ def test_lookup_in_chunks(ctx: Any, ec2: Any, ami: str,
     assert ctx.aws.calls["DescribeInstances"] == 3
 
 
+def test_lookup_ours_sweeps_when_that_takes_fewer_calls(ctx: Any, ec2: Any, ami: str,
+                                                      provider: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(instances, "FILTER_VALUES", 2)  # ids: 1 call per 2
+    monkeypatch.setattr(instances, "PAGE", 5)           # sweep: 1 call per 5 of ours
+    mine = [iid for _ in range(6) for iid in run(ec2, ami, provider)]  # moto pages by launch
+    theirs = run(ec2, ami, "someone-else", 1)
+
+    found = instances.lookup_ours(ctx.aws, provider, mine + theirs + ["i-0123456789abcdef0"],
+                                  known=6)
+
+    assert set(found) == set(mine + theirs)  # the same answer as lookup()
+    # 2 sweep pages, then 1 filter for the 2 ids the sweep did not list (not 4 filters)
+    assert ctx.aws.calls["DescribeInstances"] == 3
+
+
+def test_lookup_ours_asks_by_id_for_a_few_of_many(ctx: Any, ec2: Any, ami: str,
+                                                 provider: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(instances, "PAGE", 5)
+    mine = run(ec2, ami, provider, 3)
+
+    found = instances.lookup_ours(ctx.aws, provider, mine[:1], known=5000)
+
+    assert set(found) == set(mine[:1])
+    assert ctx.aws.calls["DescribeInstances"] == 1  # one filter, not 1,000 sweep pages
+
+
 def test_lookup_names_by_dns_and_ip(ctx: Any, ec2: Any, ami: str, described: Any) -> None:
     a, b = run(ec2, ami, None, 2)
     found = described([a, b])

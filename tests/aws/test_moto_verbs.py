@@ -154,9 +154,17 @@ def test_unknown_request_id_is_an_error_not_running(make_ctx: Any, template: Any
 
 # --- getAvailableTemplates ---------------------------------------------------------------
 
+def _state_exists(ctx: Any) -> None:
+    """Free of AWS when the state file exists; without one, a single sweep rebuilds it."""
+    os.makedirs(ctx.work_dir, exist_ok=True)
+    with open(ctx.state_path, "w", encoding="utf-8") as fh:
+        fh.write('{"version": 1, "requests": {}}')
+
+
 def test_templates_with_complete_attributes_make_no_aws_call(make_ctx: Any,
                                                              template: Any) -> None:
     ctx = make_ctx(template("A", maxNumber=5), template("B", maxNumber=-1))
+    _state_exists(ctx)
     answer = get_available_templates.run(ctx, {})
     assert [t["templateId"] for t in answer["templates"]] == ["A", "B"]
     assert answer["templates"][0]["availableNumber"] == 5
@@ -185,7 +193,7 @@ def test_missing_attributes_are_filled_once(make_ctx: Any, template: Any) -> Non
 
 def test_get_available_templates_does_not_import_boto3(tmp_path: Any, env: dict[str, str],
                                                        make_ctx: Any, template: Any) -> None:
-    make_ctx(template("A"), template("B", maxNumber=-1))
+    _state_exists(make_ctx(template("A"), template("B", maxNumber=-1)))
     code = textwrap.dedent("""
         import io, json, sys
         from hostfactory_aws import invoke_provider

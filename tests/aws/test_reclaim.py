@@ -274,7 +274,7 @@ def test_orphans_command_lists_them_as_a_table_and_as_json(
         capsys: pytest.CaptureFixture[str]) -> None:
     w = _orphan_world(inst, aws)
     code, out, err = orphans_cli(monkeypatch, capsys)
-    assert code == 0
+    assert code == 1  # like a check: orphans found is non-zero
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["INSTANCE", "TYPE", "STATE"]
     assert [x.split()[0] for x in lines[1:]] == [w["old"], w["young"]]  # oldest first
@@ -282,7 +282,7 @@ def test_orphans_command_lists_them_as_a_table_and_as_json(
     assert "sweeping" in err  # progress goes to stderr, not into the table
 
     code, out, _ = orphans_cli(monkeypatch, capsys, "--json", "--older-than", "60")
-    assert code == 0
+    assert code == 1
     rows = json.loads(out)["orphans"]
     assert [r["instanceId"] for r in rows] == [w["old"]]
     assert rows[0]["requestId"] == "req-from-a-lost-state" and rows[0]["state"] == "running"

@@ -113,11 +113,11 @@ def test_templates_table_and_json(site: HostFactory) -> None:
     assert [t["templateId"] for t in json.loads(proc.stdout)["templates"]] == ["Plain", "Big"]
 
 
-def test_templates_with_a_broken_file_is_one_line_on_stderr(site: HostFactory) -> None:
-    site.write_templates([site.template("Plain", maxNumber="x")])
+def test_templates_with_a_broken_template_is_one_line_on_stderr(site: HostFactory) -> None:
+    site.write_templates([site.template("Plain", maxNumber="x"), site.template("Good")])
     proc = site.cli("templates")
     assert proc.returncode == 1
-    assert proc.stdout == ""
+    assert [line.split()[0] for line in lines(proc.stdout)] == ["TEMPLATE", "Good"]
     err = lines(proc.stderr)
     assert len(err) == 1
     assert err[0].startswith("hostfactory-aws templates: ")
@@ -173,3 +173,22 @@ def test_status_with_nothing_open(site: HostFactory) -> None:
     proc = site.cli("status")
     assert proc.returncode == 0
     assert lines(proc.stdout)[0] == f"no open requests in {site.state_path}"
+
+
+def test_doctor_and_status_show_a_stuck_cleanup_and_why(site: HostFactory) -> None:
+    data = {"version": 1, "requests": {"req-stuck": {
+        "kind": "create", "templateId": "Plain", "units": 1, "api": "EC2Fleet",
+        "createdAt": 1.0, "launch": "done", "instances": {}, "fleetIds": ["fleet-1234"],
+        "launchTemplateId": "lt-0abc", "status": "complete", "endedAt": None,
+        "cleanup": {"attempts": 4, "next": 9e12,
+                    "error": "UnauthorizedOperation: not allowed"}}}}
+    site.work_dir.mkdir(parents=True, exist_ok=True)
+    site.state_path.write_text(json.dumps(data))
+
+    proc = site.cli("status")
+    assert proc.returncode == 0, proc.stderr
+    assert ("STUCK req-stuck: cleanup failed 4 times (fleet-1234, lt-0abc): "
+            "UnauthorizedOperation: not allowed; retried by the plugin") in proc.stdout
+    doctor = site.cli("doctor")
+    (line,) = [x for x in lines(doctor.stdout) if "state file" in x]
+    assert line.startswith("FAIL") and "1 stuck" in line and "UnauthorizedOperation" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from typing import Any
 
 from tests.support.hostfactory import ACCOUNT, PROVIDER, HostFactory, lines
 
@@ -58,7 +59,9 @@ def test_unwritable_work_dir_fails_with_a_fix(site: HostFactory) -> None:
     assert lines(proc.stdout)[-1].endswith(", 1 failed")
 
 
-def test_unreachable_endpoint_fails_identity_and_ec2(site: HostFactory) -> None:
+def test_unreachable_endpoint_fails_ec2_only(site: HostFactory) -> None:
+    """AWS_ENDPOINT_URL is EC2's endpoint (IBM's meaning); STS keeps its own (here moto's,
+    through botocore's AWS_ENDPOINT_URL_STS)."""
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -69,23 +72,36 @@ def test_unreachable_endpoint_fails_identity_and_ec2(site: HostFactory) -> None:
     doc = json.loads(proc.stdout)
     assert doc["ok"] is False
     by = {c["check"]: c for c in doc["checks"]}
-    for name in ("identity", "ec2"):
-        assert by[name]["status"] == "FAIL", by[name]
-        assert "AWS_ENDPOINT_URL" in by[name]["fix"]
+    assert by["ec2"]["status"] == "FAIL", by["ec2"]
+    assert "AWS_ENDPOINT_URL" in by["ec2"]["fix"]
+    assert by["identity"]["status"] == "OK", by["identity"]
     assert by["config file"]["status"] == "OK"
-    assert [c["check"] for c in doc["checks"] if c["status"] == "FAIL"] == ["identity", "ec2"]
+    assert [c["check"] for c in doc["checks"] if c["status"] == "FAIL"] == ["ec2"]
 
 
-def test_invalid_config_fails_and_skips_the_aws_checks(site: HostFactory) -> None:
-    site.config_path.write_text(json.dumps({"AWS_REGION": "us-east-1", "LogLevl": "INFO"}))
+def _doctor_with_typo(site: HostFactory, config: dict[str, Any]) -> dict[str, str]:
+    """doctor over a config with the misspelt LogLevl: exit 1, the key named with a hint."""
+    site.config_path.write_text(json.dumps({**config, "LogLevl": "INFO"}))
     proc = site.cli("doctor")
     assert proc.returncode == 1
     checks = _by_check(proc.stdout)
     assert checks["config file"].startswith("FAIL ")
     assert "unknown field 'LogLevl' (did you mean 'LogLevel'?)" in checks["config file"]
     assert "hostfactory-aws validate" in checks["config file"]
+    return checks
+
+
+def test_invalid_config_fails_and_skips_the_aws_checks(site: HostFactory) -> None:
+    checks = _doctor_with_typo(site, {})
+    assert "'AWS_REGION' is required" in checks["config file"]
     assert checks["identity"].startswith("SKIP ")
     assert site.server.calls() == {}
+
+
+def test_unknown_config_key_is_reported_but_not_fatal_to_the_checks(site: HostFactory) -> None:
+    """Issue 13: the verbs run with an unknown key, so doctor reports it and goes on."""
+    checks = _doctor_with_typo(site, json.loads(site.config_path.read_text()))
+    assert checks["identity"].startswith("OK ")
 
 
 def test_lsf_install_is_recognised(lsf_site: HostFactory) -> None:

@@ -1,8 +1,9 @@
 """LSF resource connector: the five verbs through scripts/*.sh with LSF's PRO_* environment.
 
-LSF reads ``mem`` (not ``nram``), may send ``rc_account`` (tagged on every instance) and
-``userData`` key/values (exported at the top of the instance's boot script), and orders
-templates by ``priority``, which must be echoed.
+LSF reads ``mem`` (not ``nram``), may send ``rc_account`` (tagged RC_ACCOUNT on every
+instance, ``default`` when LSF sends none) and ``userData`` key/values (exported into the
+instance's boot script as IBM's LSF plugins do), and orders templates by ``priority``,
+which must be echoed.
 """
 
 from __future__ import annotations
@@ -69,13 +70,15 @@ def test_lsf_cycle_through_the_scripts(lsf_site: HostFactory) -> None:
     instances = site.server.instances()
     for iid in ids:
         tags = tags_of(instances[iid])
-        assert tags["rc_account"] == "proj-a"
+        assert tags["RC_ACCOUNT"] == "proj-a"
         assert tags["hostfactory:provider"] == PROVIDER
         data = site.server.user_data(iid)
         head = data.splitlines()
         assert head[0] == "#!/bin/bash"
-        assert head[1:4] == ["export LSF_TAG='it'\\''s $HOME `id`'",
-                             "export rc_account='proj-a'", "export clustername='grid1'"]
+        assert head[1:6] == ["export LSF_TAG='it'\\''s $HOME `id`'",
+                             "export rc_account='proj-a'", "export clustername='grid1'",
+                             "export template_id='LsfScript'",
+                             f"export providerName='{PROVIDER}'"]
         assert data.endswith("echo booting >> /var/log/boot.log\n")
         assert _run_exports(data, "LSF_TAG", "rc_account", "clustername") == (
             "it's $HOME `id`|proj-a|grid1|")
@@ -83,8 +86,13 @@ def test_lsf_cycle_through_the_scripts(lsf_site: HostFactory) -> None:
     bare = site.ok("requestMachines", {"template": {
         "templateId": "LsfBare", "machineCount": 1, "userData": {"A_1": "x y"}}})["requestId"]
     bare_id = _wait(site, bare)["machines"][0]["machineId"]
-    assert site.server.user_data(bare_id) == "#!/bin/bash\nexport A_1='x y'\n"
-    assert "rc_account" not in tags_of(site.server.instances()[bare_id])
+    boot = site.server.user_data(bare_id)  # the plugin's scripts/user_data.sh
+    assert "%EXPORT_USER_DATA%" not in boot and boot.startswith("#!/bin/sh\n")
+    assert "\nexport A_1='x y'\nexport rc_account='default'\nexport template_id='LsfBare'\n" \
+        in boot
+    assert tags_of(site.server.instances()[bare_id])["RC_ACCOUNT"] == "default"
+    machine = _wait(site, bare)["machines"][0]
+    assert machine["rcAccount"] == "default"
 
     held = [{"name": m["name"], "machineId": m["machineId"]} for m in answer["machines"]]
     assert site.ok("getReturnRequests", {"machines": held})["requests"] == []
@@ -122,7 +130,8 @@ def test_bad_user_data_is_refused_naming_the_key(lsf_site: HostFactory, user_dat
 
 def test_user_data_cannot_go_into_a_non_shell_script(lsf_site: HostFactory) -> None:
     site = lsf_site
-    site.write_templates([site.template("Cloud", userData="#cloud-config\nruncmd: [true]\n")])
+    (site.conf_dir / "cloud.yaml").write_text("#cloud-config\nruncmd: [true]\n")
+    site.write_templates([site.template("Cloud", userDataScript="cloud.yaml")])
     code, answer = site.call("requestMachines", {
         "template": {"templateId": "Cloud", "machineCount": 1}, "userData": {"A": "b"}})
     assert code == 1

@@ -182,7 +182,7 @@ def failing_return(hf: HostFactory, back: dict[str, Any], how: str) -> str | Non
         action, code = "CreateTags", "UnauthorizedOperation"
         hf.server.faults.add(action, code=code, status=403)
     else:
-        action, code = "TerminateInstanceInAutoScalingGroup", "ScalingActivityInProgress"
+        action, code = "DetachInstances", "ScalingActivityInProgress"
         hf.server.faults.add(action, code=code)
     status, answer = hf.call("requestReturnMachines", {"machines": [
         {"name": back["name"], "machineId": back["machineId"]}]})

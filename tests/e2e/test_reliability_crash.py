@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from hostfactory_aws import state as statefile
 from tests.e2e.test_reliability_faults import record_figures, state_of, tagged
 from tests.support.hostfactory import (
     PROVIDER_TAG,
@@ -225,7 +226,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
 
 
 def wait_at_lock(procs: list[subprocess.Popen], lock_path: str, limit: float = 60) -> int:
-    """Wait (bounded) until every process has the lock file open; returns how many do."""
+    """Wait (bounded) until every process has the lock open; returns how many do."""
     real = os.path.realpath(lock_path)
     deadline = time.monotonic() + limit
     while True:
@@ -256,9 +257,10 @@ def test_twenty_concurrent_calls_lose_no_update(
     random.Random(7).shuffle(plan)
     assert len(plan) == 20
     hf.write_config(STATE_LOCK_TIMEOUT_SEC=120)  # the start-up of 20 is slow on 2 cores
-    lock_path = str(hf.state_path) + ".lock"
+    lock_path = statefile.lock_target(str(hf.state_path))  # the work dir
     procs = []
-    with open(lock_path, "a") as barrier:
+    barrier = os.open(lock_path, os.O_RDONLY)
+    try:
         # Hold the state lock until all 20 wait for it: then they all rush the state at
         # the same instant, the worst case for a lost update or a double reservation.
         fcntl.flock(barrier, fcntl.LOCK_EX)
@@ -268,6 +270,8 @@ def test_twenty_concurrent_calls_lose_no_update(
                                           stdin=subprocess.DEVNULL, cwd=hf.cwd, env=hf.env,
                                           text=True))
         waiting = wait_at_lock(procs, lock_path)
+    finally:
+        os.close(barrier)
     results = []
     for (verb, _), proc in zip(plan, procs):
         out, err = proc.communicate(timeout=180)

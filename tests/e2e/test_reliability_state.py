@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hostfactory_aws import state
 from tests.e2e.test_reliability_faults import record_figures, state_of, tagged
 from tests.support.hostfactory import RI, HostFactory
 
@@ -79,10 +80,10 @@ def test_lock_held_too_long_fails_before_touching_aws(
     hf.write_config(STATE_LOCK_TIMEOUT_SEC=1)
     rid = hf.request(RI, 1)
     held = hf.wait(rid)["machines"]
-    lock_path = str(hf.state_path) + ".lock"
+    lock_path = state.lock_target(str(hf.state_path))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time\n"
-         "fh = open(sys.argv[1], 'a')\nfcntl.flock(fh, fcntl.LOCK_EX)\n"
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDONLY)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
          "print('held', flush=True)\ntime.sleep(120)\n", lock_path],
         stdout=subprocess.PIPE, text=True)
     try:

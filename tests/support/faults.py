@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 from hostfactory_aws.admin.sandbox import request_action
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 @dataclass
@@ -37,8 +37,16 @@ class Rule:
     message: str
     times: int
     after: bool = False
+    html: bool = False
     fired: int = 0
     params: dict[str, str] = field(default_factory=dict)
+
+
+def gateway_page(status: int) -> bytes:
+    """The HTML a proxy, load balancer or API gateway sends instead of AWS's XML."""
+    reason = REASONS.get(status, "Error")
+    return (f"<html><head><title>{status} {reason}</title></head><body><center><h1>{status} "
+            f"{reason}</h1></center><hr><center>nginx</center></body></html>\n").encode()
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -60,10 +68,12 @@ class FaultInjector:
         self._lock = threading.Lock()
 
     def add(self, action: str, code: str = "RequestLimitExceeded", status: int = 400,
-            times: int = 1, message: str = "", after: bool = False) -> Rule:
-        """Fail the next ``times`` calls of ``action`` with ``code`` / HTTP ``status``."""
+            times: int = 1, message: str = "", after: bool = False,
+            html: bool = False) -> Rule:
+        """Fail the next ``times`` calls of ``action`` with ``code`` / HTTP ``status``;
+        ``html``: answer a gateway's HTML page (no AWS error code at all) instead."""
         rule = Rule(action=action, code=code, status=status, times=times, after=after,
-                    message=message or f"injected {code} for {action}")
+                    html=html, message=message or f"injected {code} for {action}")
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -93,9 +103,10 @@ class FaultInjector:
             return self.app(environ, start_response)
         if rule.after:
             self._run_and_discard(environ)
-        body = error_body(rule.code, rule.message)
+        body = gateway_page(rule.status) if rule.html else error_body(rule.code, rule.message)
         reason = REASONS.get(rule.status, "Error")
-        start_response(f"{rule.status} {reason}", [("Content-Type", "text/xml"),
+        ctype = "text/html" if rule.html else "text/xml"
+        start_response(f"{rule.status} {reason}", [("Content-Type", ctype),
                                                    ("Content-Length", str(len(body)))])
         return [body]
 

@@ -74,9 +74,10 @@ sys.stdout.write(json.dumps(out))
 
 
 def environment(root: Path, provider: str = PROVIDER, conf_dir: Path | None = None,
-                lsf: bool = False) -> dict[str, str]:
+                lsf: bool = False, endpoint: str | None = None) -> dict[str, str]:
     """The environment HostFactory (or LSF with ``lsf``) gives the scripts, over ``root``:
-    fake credentials, no AWS config of this machine, no metadata service."""
+    fake credentials, no AWS config of this machine, no metadata service; with ``endpoint``
+    every non-EC2 service the plugin uses (STS, IAM...) goes to that sandbox too."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
@@ -87,6 +88,7 @@ def environment(root: Path, provider: str = PROVIDER, conf_dir: Path | None = No
         "AWS_EC2_METADATA_DISABLED": "true",
         "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
         **sandbox.FAKE_CREDENTIALS,
+        **(sandbox.endpoint_env(endpoint) if endpoint else {}),
     }
     if lsf:
         env.update(PROVIDER_NAME=provider, PRO_CONF_DIR=str(root / "pro"),
@@ -126,7 +128,8 @@ class HostFactory:
         self.state_path = self.work_dir / f"{provider}-state.json"
         self.made: Counter[tuple[str, bool]] = Counter()  # (verb, exit 0) of every call
         self._made_lock = threading.Lock()
-        self.env = environment(root, provider, self.conf_dir, lsf)
+        self.env = environment(root, provider, self.conf_dir, lsf,
+                               endpoint=server.url if server is not None else None)
         self.base_config = {"AWS_REGION": REGION, "AWS_REQUEST_RETRY_ATTEMPTS": 1,
                             "LogLevel": "DEBUG", **(config or {})}
         if server is not None:

@@ -70,10 +70,12 @@ def test_spot_terminate_on_reclaim_other_text_is_rejected() -> None:
     assert "AWS_SPOT_TERMINATE_ON_RECLAIM:" in msg
 
 
-def test_unknown_key_is_named_with_suggestion() -> None:
-    msg = error_of({"AWS_REGION": "us-east-1", "AWS_INSTANCE_PENDING_TIMEOUT": 100})
-    assert "unknown field 'AWS_INSTANCE_PENDING_TIMEOUT'" in msg
-    assert "did you mean 'AWS_INSTANCE_PENDING_TIMEOUT_SEC'?" in msg
+def test_unknown_key_is_kept_aside_with_suggestion_not_fatal() -> None:
+    cfg = parse(AWS_INSTANCE_PENDING_TIMEOUT=100)
+    assert cfg["AWS_INSTANCE_PENDING_TIMEOUT_SEC"] == 180
+    assert cfg["_unknown"] == [f"{PATH}: unknown field 'AWS_INSTANCE_PENDING_TIMEOUT' "
+                               "(did you mean 'AWS_INSTANCE_PENDING_TIMEOUT_SEC'?)"]
+    assert config.problems(cfg) == cfg["_unknown"]
 
 
 def test_misspelt_region_key() -> None:
@@ -108,7 +110,12 @@ def test_bad_log_level() -> None:
 
 def test_endpoint_must_be_a_url() -> None:
     assert "AWS_ENDPOINT_URL:" in error_of({"AWS_REGION": "us-east-1",
-                                            "AWS_ENDPOINT_URL": "localhost:5000"})
+                                            "AWS_ENDPOINT_URL": "local host:5000"})
+
+
+def test_endpoint_without_protocol_is_https_as_ibm_reads_it() -> None:
+    cfg = parse(AWS_ENDPOINT_URL="ec2.us-west-1.amazonaws.com:443")
+    assert cfg["AWS_ENDPOINT_URL"] == "https://ec2.us-west-1.amazonaws.com:443"
 
 
 def test_retry_attempts_bounds() -> None:
@@ -133,3 +140,60 @@ def test_load_config_bad_json_names_file(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="not valid JSON") as exc:
         config.load_config(str(path))
     assert str(path) in str(exc.value)
+
+
+# -- IBM's keys (issue 13) -------------------------------------------------------------------
+
+SYMPHONY_LINUX = {  # IBM's documented Linux example, unchanged
+    "ACCEPT_PROPAGATED_LOG_SETTING": "false", "AWS_CREDENTIAL_FILE": "/home/aws/credentials",
+    "AWS_KEY_FILE": "/home/aws/", "AWS_REGION": "us-east-1", "AWS_PROXY_HOST": "proxyhost",
+    "AWS_PROXY_PORT": 80, "AWS_CONNECTION_TIMEOUT_MS": 10000, "AWS_REQUEST_RETRY_ATTEMPTS": 0}
+
+
+def test_ibm_symphony_example_loads_with_every_key() -> None:
+    cfg = config.parse_config(dict(SYMPHONY_LINUX), PATH)
+    assert cfg["_unknown"] == []
+    assert cfg["ACCEPT_PROPAGATED_LOG_SETTING"] is False
+    assert (cfg["AWS_PROXY_HOST"], cfg["AWS_PROXY_PORT"]) == ("proxyhost", 80)
+    assert cfg["AWS_REQUEST_RETRY_ATTEMPTS"] == 0 and cfg["AWS_KEY_FILE"] == "/home/aws/"
+
+
+def test_empty_proxy_host_means_no_proxy() -> None:
+    cfg = parse(AWS_PROXY_HOST="", AWS_PROXY_PORT=80, AWS_ENDPOINT_URL="",
+                AWS_CREDENTIAL_SCRIPT="", AWS_CREDENTIAL_RENEW_MARGIN="")
+    assert "AWS_PROXY_HOST" not in cfg and "AWS_ENDPOINT_URL" not in cfg
+    assert "AWS_CREDENTIAL_SCRIPT" not in cfg and cfg["AWS_CREDENTIAL_RENEW_MARGIN"] == 1770
+
+
+def test_lsf_keys_with_ibm_meanings() -> None:
+    cfg = parse(AWS_CREDENTIAL_SCRIPT="/opt/creds.sh", AWS_CREDENTIAL_RENEW_MARGIN="600",
+                AWS_TAG_InstanceID="true", INSTANCE_CREATION_TIMEOUT=15,
+                AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS=3, AWS_DESCRIBE_REQUEST_INTERVAL=200)
+    assert cfg["_unknown"] == []
+    assert cfg["AWS_CREDENTIAL_RENEW_MARGIN"] == 600 and cfg["AWS_TAG_InstanceID"] is True
+    assert cfg["AWS_ORPHAN_TIMEOUT_MINUTES"] == 15  # IBM's orphan rule
+    assert parse(INSTANCE_CREATION_TIMEOUT=15,
+                 AWS_ORPHAN_TIMEOUT_MINUTES=0)["AWS_ORPHAN_TIMEOUT_MINUTES"] == 0
+
+
+@pytest.mark.parametrize("given, level", [("TRACE", "DEBUG"), ("trace", "DEBUG"),
+                                          ("FATAL", "CRITICAL"), ("Info", "INFO"),
+                                          ("ALL", "DEBUG"), ("off", "CRITICAL")])
+def test_every_log4j_level(given: str, level: str) -> None:
+    assert parse(LogLevel=given)["LogLevel"] == level
+
+
+def test_accept_propagated_log_setting_takes_hostfactory_level() -> None:
+    raw = {"AWS_REGION": "us-east-1", "LogLevel": "INFO", "ACCEPT_PROPAGATED_LOG_SETTING": True}
+    assert config.parse_config(raw, PATH, env={"HF_LOGLEVEL": "LOG_DEBUG"})["LogLevel"] == "DEBUG"
+    raw["ACCEPT_PROPAGATED_LOG_SETTING"] = "false"
+    assert config.parse_config(raw, PATH, env={"HF_LOGLEVEL": "LOG_DEBUG"})["LogLevel"] == "INFO"
+
+
+def test_unknown_keys_are_logged_on_every_load(tmp_path: Any, caplog: Any) -> None:
+    path = tmp_path / "awsprov_config.json"
+    path.write_text(json.dumps({"AWS_REGION": "us-east-1", "AWS_PROXY_HOTS": "p"}))
+    for _ in range(2):
+        config.load_config(str(path), str(tmp_path / "validated.json"), env={})
+    warned = [r for r in caplog.records if "AWS_PROXY_HOTS" in r.getMessage()]
+    assert len(warned) == 2 and "did you mean 'AWS_PROXY_HOST'?" in warned[0].getMessage()

@@ -196,7 +196,8 @@ def test_orphan_rows_carry_what_the_admin_needs() -> None:
     (row,) = orphans.find(found, snapshot(), PROVIDER, NOW)
     assert row == {"instanceId": "i-a", "instanceType": "m5.large", "state": "running",
                    "launchTime": int(NOW - 3600), "requestId": "req-9", "templateId": "T9",
-                   "name": "ip-i-a.ec2.internal", "ageSeconds": 3600}
+                   "name": "ip-i-a.ec2.internal", "ageSeconds": 3600,
+                   "reason": "no request record", "canTerminate": True}
     text = orphans_cmd.table([row])
     assert text.splitlines()[0].split() == ["INSTANCE", "TYPE", "STATE", "LAUNCHED", "(UTC)",
                                             "REQUEST", "TEMPLATE", "AGE"]

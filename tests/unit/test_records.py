@@ -90,6 +90,7 @@ def test_live_machines() -> None:
         "i-1": inst(name="h1"), "i-2": inst(name="h2", return_id="ret-1"),
         "i-3": inst(name="h3", state="terminated"), "i-4": inst(name="")}))
     assert records.live_machines(data) == [{"machineId": "i-1", "name": "h1"},
+                                           {"machineId": "i-3", "name": "h3"},
                                            {"machineId": "i-4", "name": ""}]
 
 
@@ -109,24 +110,51 @@ def test_new_records_name_their_process() -> None:
     assert rec["host"] == socket.gethostname()
 
 
-def test_in_flight() -> None:
-    assert records.in_flight(create("T1", 1, launch="launching"))
-    assert not records.in_flight(create("T1", 1, launch="done"))
-    assert not records.in_flight(create("T1", 1, launch="unknown"))
+def test_only_records_with_an_unwritten_answer_mark_are_reap_candidates() -> None:
+    fresh = records.new_create("T1", 1, "RunInstances", 0.0, "tok")
+    assert records.reap_candidate(fresh)
+    assert not records.reap_candidate({**fresh, "answered": True})
+    assert not records.reap_candidate({**fresh, "launch": "abandoned"})
+    old_format = create("T1", 1, launch="launching")
+    del old_format["answered"]  # written before the mark existed
+    assert not records.reap_candidate(old_format)
 
 
-def test_stale_when_the_writer_died_on_this_host() -> None:
-    rec = create("T1", 1, launch="launching")
-    now = rec["createdAt"] + 5
-    assert not records.stale(rec, now, alive=lambda pid: True)
-    assert records.stale(rec, now, alive=lambda pid: False)
-    rec["host"] = "another-host"  # its pid means nothing here: wait for the age limit
-    assert not records.stale(rec, now, alive=lambda pid: False)
-    assert records.stale(rec, rec["createdAt"] + records.IN_FLIGHT_MAX_SEC + 1,
-                         alive=lambda pid: True)
+def test_learn_caps_a_request_at_what_it_asked_and_keeps_late_hosts_apart() -> None:
+    rid = "req-1"
+
+    def tagged(iid: str, t: int) -> dict:
+        return {"InstanceId": iid, "InstanceType": "m5.large", "LaunchTime": t,
+                "State": {"Name": "running"},
+                "Tags": [{"Key": "hostfactory:requestId", "Value": rid}]}
+
+    rec = records.new_create("T1", 2, "EC2Fleet", 0.0, "tok")
+    found = {"i-3": tagged("i-3", 30), "i-1": tagged("i-1", 10), "i-2": tagged("i-2", 20)}
+    records.learn(rec, rid, found, 100.0)
+    assert sorted(rec["instances"]) == ["i-1", "i-2"]  # first launched first
+    assert rec["extra"]["i-3"]["why"] == "beyond what was asked"
+    rec["delivered"] = ["i-1", "i-2"]
+    records.learn(rec, rid, {**found, "i-4": tagged("i-4", 40)}, 200.0)
+    assert rec["extra"]["i-4"]["why"] == "late"
+    assert records.held_units({"requests": {rid: {**rec, "launch": "done"}}}) == {"T1": 2.0}
 
 
-def test_finished_records_are_never_stale() -> None:
+def test_a_host_no_sweep_lists_past_the_grace_is_gone() -> None:
+    rec = create("T1", 1, launch="done", instances={"i-1": inst()})
+    rec["createdAt"] = 0.0
+    records.learn(rec, "req-1", {}, records.NOT_LISTED_GRACE_SEC - 1)
+    assert rec["instances"]["i-1"]["state"] == "running"
+    records.learn(rec, "req-1", {}, records.NOT_LISTED_GRACE_SEC + 1)
+    assert rec["instances"]["i-1"]["state"] == "terminated"
+
+
+def test_cleanup_backoff_doubles_from_a_minute_to_an_hour() -> None:
     rec = create("T1", 1, launch="done")
-    assert not records.stale(rec, rec["createdAt"] + 10 * records.IN_FLIGHT_MAX_SEC,
-                             alive=lambda pid: False)
+    delays = []
+    for _ in range(9):
+        records.cleanup_failed(rec, "UnauthorizedOperation: no", 0.0)
+        delays.append(rec["cleanup"]["next"])
+    assert delays[:4] == [60, 120, 240, 480] and delays[-1] == 3600
+    assert rec["cleanup"]["attempts"] == 9
+    assert not records.cleanup_due(rec, 3599) and records.cleanup_due(rec, 3600)
+    assert records.stuck({"requests": {"req-1": rec}})["req-1"]["attempts"] == 9

@@ -1,15 +1,14 @@
-"""tags.py (instanceTags strings, AWS tag lists) and session.py's pure parts (error table)."""
+"""tags.py (instanceTags strings, AWS tag lists) and session.py's pure parts."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from hostfactory_aws import tags
 from hostfactory_aws.cloud import session
-from hostfactory_aws.errors import AwsError, ConfigError
+from hostfactory_aws.errors import ConfigError
 
 # --- tags --------------------------------------------------------------------------------
 
@@ -57,34 +56,7 @@ def test_base_tags_filter_and_specs() -> None:
                      {"ResourceType": "volume", "Tags": [{"Key": "a", "Value": "1"}]}]
 
 
-# --- session.classify ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("code, kind", [
-    ("InsufficientInstanceCapacity", "capacity"),
-    ("InsufficientFreeAddressesInSubnet", "capacity"),
-    ("VcpuLimitExceeded", "capacity"),
-    ("MaxSpotInstanceCountExceeded", "capacity"),
-    ("SpotMaxPriceTooLow", "capacity"),
-    ("UnfulfillableCapacity", "capacity"),
-    ("RequestLimitExceeded", "throttle"),
-    ("Throttling", "throttle"),
-    ("InternalError", "throttle"),
-    ("ServiceUnavailable", "throttle"),
-    ("InvalidInstanceID.NotFound", "not_found"),
-    ("InvalidFleetId.NotFound", "not_found"),
-    ("InvalidLaunchTemplateId.NotFound", "not_found"),
-    ("InvalidSpotFleetRequestId.NotFound", "not_found"),
-    ("InvalidInstanceID.Malformed.NotFound", "not_found"),
-    ("AuthFailure", "fatal"),
-    ("UnauthorizedOperation", "fatal"),
-    ("InvalidAMIID.NotFound", "fatal"),  # a config problem, not a vanished resource
-    ("InvalidSubnetID.NotFound", "fatal"),
-    ("InvalidParameterValue", "fatal"),
-    ("SomethingNobodyHasSeen", "fatal"),
-])
-def test_classify(code: str, kind: str) -> None:
-    assert session.classify(code) == kind
-
+# --- session (the error table is in test_error_codes.py) -------------------------------
 
 @pytest.mark.parametrize("op, method", [
     ("RunInstances", "run_instances"), ("DescribeInstances", "describe_instances"),
@@ -95,38 +67,6 @@ def test_classify(code: str, kind: str) -> None:
 ])
 def test_snake(op: str, method: str) -> None:
     assert session._snake(op) == method
-
-
-def client_error(code: str, message: str, op: str = "RunInstances") -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message}}, op)
-
-
-def test_client_error_becomes_aws_error_with_hint() -> None:
-    err = session._to_aws_error("RunInstances", client_error("InvalidAMIID.NotFound",
-                                                         "The image id does not exist"))
-    assert isinstance(err, AwsError)
-    assert (err.operation, err.code, err.kind) == ("RunInstances", "InvalidAMIID.NotFound",
-                                                   "fatal")
-    assert "imageId" in err.aws_message
-    assert str(err).startswith("RunInstances failed: InvalidAMIID.NotFound: ")
-
-
-def test_capacity_error_keeps_its_kind() -> None:
-    err = session._to_aws_error("RunInstances", client_error("InsufficientInstanceCapacity", "x"))
-    assert err.kind == "capacity"
-
-
-def test_no_answer_is_unknown_not_fatal() -> None:
-    err = session._to_aws_error("RunInstances",
-                            EndpointConnectionError(endpoint_url="https://ec2.example"))
-    assert err.kind == "unknown"
-    assert err.code == "EndpointConnectionError"
-
-
-def test_no_credentials_says_where_to_set_them() -> None:
-    err = session._to_aws_error("DescribeInstances", NoCredentialsError())
-    assert err.kind == "fatal"
-    assert "AWS_CREDENTIAL_FILE" in str(err)
 
 
 def test_aws_summary_counts_calls() -> None:

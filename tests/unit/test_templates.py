@@ -256,7 +256,7 @@ def test_duplicate_template_id(tfile: str) -> None:
 
 
 def test_every_problem_is_reported_at_once(tfile: str) -> None:
-    msg = error_of(tfile, base(templateId="A", maxNumber=0),
+    msg = error_of(tfile, base(templateId="A", maxNumber=-2),
                    base(templateId="B", iops=3000, rootDeviceVolumeSize=20, volumeType="gp2"))
     assert "template 'A': maxNumber:" in msg
     assert "template 'B': iops:" in msg
@@ -287,9 +287,10 @@ def test_spot_fleet_without_role(tfile: str) -> None:
     assert (t["providerApi"], t["fleetType"]) == ("SpotFleet", "request")
 
 
-def test_fleet_role_only_for_spot_fleet(tfile: str) -> None:
-    msg = error_of(tfile, base(providerApi="EC2Fleet", fleetRole="arn:aws:iam::1:role/fleet"))
-    assert_names(msg, tfile, "T1", "fleetRole")
+def test_fleet_role_with_another_api_is_accepted(tfile: str) -> None:
+    """IBM's files carry fleetRole on templates of any kind; only Spot Fleet uses it."""
+    t = one(tfile, providerApi="EC2Fleet", fleetRole="arn:aws:iam::1:role/fleet")
+    assert t["providerApi"] == "EC2Fleet"
 
 
 @pytest.mark.parametrize("extra, field", [
@@ -304,12 +305,10 @@ def test_api_and_fleet_type_combinations(tfile: str, extra: dict[str, Any],
     assert_names(msg, tfile, "T1", field)
 
 
-@pytest.mark.parametrize("extra", [{}, {"providerApi": "EC2Fleet"}])
-def test_request_expiry_needs_a_waiting_fleet(tfile: str, extra: dict[str, Any]) -> None:
-    msg = error_of(tfile, base(spotFleetRequestExpiry=10, **extra))
-    assert_names(msg, tfile, "T1", "spotFleetRequestExpiry")
+def test_request_expiry_is_kept_for_waiting_fleets(tfile: str) -> None:
     t = one(tfile, providerApi="EC2Fleet", fleetType="request", spotFleetRequestExpiry=10)
     assert t["spotFleetRequestExpiry"] == 10
+    assert one(tfile, requestValidity="01:30")["spotFleetRequestExpiry"] == 90
 
 
 def test_fleet_type_with_run_instances(tfile: str) -> None:
@@ -317,11 +316,13 @@ def test_fleet_type_with_run_instances(tfile: str) -> None:
     assert_names(msg, tfile, "T1", "fleetType")
 
 
-def test_percent_on_demand_needs_heterogeneous(tfile: str) -> None:
-    msg = error_of(tfile, base(providerApi="EC2Fleet", priceType="spot", percentOnDemand=20))
+def test_percent_on_demand_needs_some_spot(tfile: str) -> None:
+    msg = error_of(tfile, base(providerApi="EC2Fleet", percentOnDemand=20))
     assert_names(msg, tfile, "T1", "percentOnDemand")
     t = one(tfile, providerApi="EC2Fleet", priceType="heterogeneous", percentOnDemand=20)
-    assert t["percentOnDemand"] == 20
+    assert t["percentOnDemand"] == 20 and t["onDemandShare"] == 0.2
+    t = one(tfile, providerApi="EC2Fleet", priceType="spot", percentOnDemand=20)  # IBM's form
+    assert t["onDemandShare"] == 0.2 and not t["topUpOnDemand"]
 
 
 def test_max_spot_price_with_ondemand(tfile: str) -> None:
@@ -366,7 +367,7 @@ def test_volume_type_needs_a_root_size(tfile: str) -> None:
     assert_names(msg, tfile, "T1", "rootDeviceVolumeSize")
 
 
-@pytest.mark.parametrize("key", ["hostfactory:provider", "hostfactory:requestId", "aws:x"])
+@pytest.mark.parametrize("key", ["hostfactory:provider", "hostfactory:requestId"])
 def test_reserved_instance_tag_key(tfile: str, key: str) -> None:
     msg = error_of(tfile, base(instanceTags=f"Project=grid;{key}=mine"))
     assert_names(msg, tfile, "T1", "instanceTags")
@@ -385,9 +386,9 @@ def test_instance_tags_become_a_map(tfile: str) -> None:
     assert t["instanceTagsMap"] == {"Project": "grid", "CostCenter": "hpc"}
 
 
-def test_max_number_zero(tfile: str) -> None:
-    msg = error_of(tfile, base(maxNumber=0))
-    assert_names(msg, tfile, "T1", "maxNumber")
+def test_max_number_zero_is_a_template_with_nothing_available(tfile: str) -> None:
+    t = one(tfile, maxNumber=0)
+    assert templates.hf_template(t, 0, t["attributes"])["availableNumber"] == 0
 
 
 def test_max_number_below_minus_one(tfile: str) -> None:
@@ -548,3 +549,9 @@ def test_unwritable_cache_only_means_checking_again(tfile: str, tmp_path: Any) -
     cache = str(tmp_path / "no-such-dir" / "validated.json")
     assert templates.parse_templates({"templates": [base()]}, tfile, cache)
     assert not os.path.exists(cache)
+
+
+def test_pending_timeout_per_template(tfile: str) -> None:
+    assert one(tfile, instancePendingTimeoutSec="1200")["instancePendingTimeoutSec"] == 1200
+    msg = error_of(tfile, base(instancePendingTimeoutSec=5))
+    assert_names(msg, tfile, "T1", "instancePendingTimeoutSec")

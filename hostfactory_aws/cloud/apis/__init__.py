@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from typing import Any
+from typing import Any, Callable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instance_types, launch_spec
@@ -37,7 +37,7 @@ def module_for(api: str) -> Any:
 
 def new_launch(target: int = 0) -> dict[str, Any]:
     return {"instances": {}, "fleetIds": [], "errors": [], "launchTemplateId": None,
-            "target": target}
+            "launchTemplateVersion": None, "target": target}
 
 
 def prepare(ctx: Context, t: dict[str, Any], tags: dict[str, str]) -> tuple[dict, str | None]:
@@ -58,12 +58,18 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
                     tags: dict[str, str]) -> tuple[dict[str, str], str | None]:
     """(LaunchTemplateSpecification, id of the template we created or None).
 
-    The admin's own launchTemplateId is used as is and never deleted. Otherwise one is made
-    per request, named after it and idempotent by ClientToken, tagged like everything else;
+    The admin's own launchTemplateId is never changed or deleted: an API that launches
+    after the call (request/maintain fleets, Spot Fleet, groups) gets a version of it made
+    for this request that adds our instance and volume tags (nothing launches untagged,
+    else nothing would ever end it), deleted at cleanup. Otherwise one template is made per
+    request, named after it and idempotent by ClientToken, tagged like everything else;
     its TagSpecifications tag the fleet's instances and volumes at creation.
     """
     if t.get("launchTemplateId"):
-        return launch_spec.launch_template_ref(t), None
+        ref = launch_spec.launch_template_ref(t)
+        if t.get("fleetType") == "instant":  # CreateFleet tags the instances itself
+            return ref, None
+        return tagged_version(ctx, t, ref, request_id, tags), None
     common, data = prepare(ctx, t, tags)
     try:
         resp = ctx.aws.call(
@@ -83,14 +89,109 @@ def launch_template(ctx: Context, t: dict[str, Any], request_id: str,
     return {"LaunchTemplateId": lt_id, "Version": "$Latest"}, lt_id
 
 
-def delete_launch_template(ctx: Context, lt_id: str | None) -> None:
-    if not lt_id:
+FRESH_TEMPLATE_WAITS = (0.5, 1.0, 2.0)  # seconds: EC2 usually shows a new template within 1 s
+
+
+def retry_fresh_template(created_lt: str | None,
+                         call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call()`` (which uses the launch template we just created), retried briefly while
+    EC2, eventually consistent, still says that template does not exist.
+
+    Such a NotFound refuses the call before anything is launched, so the retry (same
+    ClientToken) cannot double; an admin's own template (created_lt None) is never retried.
+    """
+    import time
+
+    from hostfactory_aws.cloud.error_codes import is_fresh_template_miss
+
+    for wait in (*FRESH_TEMPLATE_WAITS, None):
+        try:
+            return call()
+        except AwsError as exc:
+            if not created_lt or wait is None or not is_fresh_template_miss(
+                    exc.code, exc.aws_message):
+                raise
+            log.info("%s: launch template %s not visible yet; retrying in %gs",
+                     exc.operation, created_lt, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def tagged_version(ctx: Context, t: dict[str, Any], ref: dict[str, str], request_id: str,
+                   tags: dict[str, str]) -> dict[str, str]:
+    """A version of the admin's template with our tags merged into its own."""
+    src = ctx.aws.call("ec2", "DescribeLaunchTemplateVersions",
+                       LaunchTemplateId=ref["LaunchTemplateId"], Versions=[ref["Version"]])
+    data = src["LaunchTemplateVersions"][0].get("LaunchTemplateData", {})
+    theirs = {s["ResourceType"]: tagmod.from_aws(s.get("Tags"))
+              for s in data.get("TagSpecifications", [])}
+    ours = launch_spec.resource_tags(t, tags)
+    specs = [{"ResourceType": rt, "Tags": tagmod.as_aws({**theirs.get(rt, {}), **ours})}
+             for rt in sorted(set(theirs) | {"instance", "volume"})]
+    resp = ctx.aws.call("ec2", "CreateLaunchTemplateVersion",
+                        LaunchTemplateId=ref["LaunchTemplateId"], SourceVersion=ref["Version"],
+                        ClientToken=f"{request_id}-ltv",
+                        VersionDescription=f"hostfactory {request_id}",
+                        LaunchTemplateData={"TagSpecifications": specs})
+    number = resp["LaunchTemplateVersion"]["VersionNumber"]
+    return {"LaunchTemplateId": ref["LaunchTemplateId"], "Version": str(number)}
+
+
+def own_version(t: dict[str, Any], ref: dict[str, str]) -> dict[str, str] | None:
+    """The version launch_template made of the admin's template, if it made one."""
+    if t.get("launchTemplateId") and ref != launch_spec.launch_template_ref(t):
+        return dict(ref)
+    return None
+
+
+def release_templates(ctx: Context, rec: dict[str, Any]) -> None:
+    """Cleanup's last step: the template made for the request, or our version of the
+    admin's (never the admin's own versions)."""
+    delete_launch_template(ctx, rec.get("launchTemplateId"), rec.get("launchTemplateName"))
+    own = rec.get("launchTemplateVersion")
+    if not own:
         return
     try:
-        ctx.aws.call("ec2", "DeleteLaunchTemplate", LaunchTemplateId=lt_id)
+        resp = ctx.aws.call("ec2", "DeleteLaunchTemplateVersions",
+                            LaunchTemplateId=own["LaunchTemplateId"], Versions=[own["Version"]])
     except AwsError as exc:
-        if exc.kind != "not_found":
+        if exc.kind == "not_found":
+            return
+        raise
+    for bad in resp.get("UnsuccessfullyDeletedLaunchTemplateVersions", []):
+        err = bad.get("ResponseError") or {}
+        if err.get("Code") not in ("launchTemplateVersionDoesNotExist",
+                                   "launchTemplateIdDoesNotExist"):
+            raise AwsError("DeleteLaunchTemplateVersions", str(err.get("Code")),
+                           str(err.get("Message")), "fatal")
+
+
+def delete_launch_template(ctx: Context, lt_id: str | None, name: str | None = None) -> None:
+    """Delete the template made for a request, by id, or by its name when a lost reply left
+    the id unknown; a template already gone is fine."""
+    if not lt_id and not name:
+        return
+    key = {"LaunchTemplateId": lt_id} if lt_id else {"LaunchTemplateName": name}
+    try:
+        ctx.aws.call("ec2", "DeleteLaunchTemplate", **key)
+    except AwsError as exc:
+        if exc.kind != "not_found" and "does not exist" not in exc.aws_message:
             raise
+
+
+def undo_template(ctx: Context, lt_id: str | None, exc: AwsError) -> None:
+    """The launch call failed: drop the template made for it if AWS surely did nothing.
+
+    Not when the outcome is unknown (a fleet may exist and need it to tag what it launches),
+    and a failure here never hides the launch's own error: the template's name is in the
+    record, so cleanup deletes it later.
+    """
+    if not lt_id or exc.kind in ("throttle", "unknown"):
+        return
+    try:
+        delete_launch_template(ctx, lt_id)
+    except AwsError as why:
+        log.warning("could not delete launch template %s, cleanup retries it: %s", lt_id, why)
 
 
 def lowered_target(rec: dict[str, Any], units_by_id: dict[str, float]) -> int:

@@ -2,9 +2,14 @@
 
 One group per request keeps a request's machines, its capacity and its cleanup together, and
 makes a partial return touch nothing else. Several instance types (or weights) use a
-MixedInstancesPolicy; subnets become VPCZoneIdentifier. Returns go through
-TerminateInstanceInAutoScalingGroup with decrement, once per instance: its lifecycle state is
-checked first, so a retried return never decrements twice.
+MixedInstancesPolicy; subnets become VPCZoneIdentifier.
+
+Auto Scaling never picks a host HostFactory holds: groups are created with
+NewInstancesProtectedFromScaleIn, and every process that could end or replace a host on its
+own (AZRebalance, ReplaceUnhealthy, HealthCheck, alarms, schedules, instance refresh) is
+suspended right after creation. Only the plugin removes hosts: returns detach them with
+decrement (20 per DetachInstances, after checking they are still in the group, so a retried
+return never decrements twice), and the caller then terminates them in one call.
 """
 
 from __future__ import annotations
@@ -14,13 +19,25 @@ import math
 from typing import Any
 
 from hostfactory_aws.cloud import launch_spec
-from hostfactory_aws.cloud.apis import delete_launch_template, launch_template, new_launch
+from hostfactory_aws.cloud.apis import (
+    launch_template,
+    new_launch,
+    own_version,
+    release_templates,
+    retry_fresh_template,
+    undo_template,
+)
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
 NAMES_PER_CALL = 100   # DescribeAutoScalingGroups
 IDS_PER_CALL = 50      # DescribeAutoScalingInstances
+DETACH_PER_CALL = 20   # DetachInstances
+# Processes that end or replace instances on their own; Launch and Terminate stay on (the
+# group must launch, and settle may lower what it still tries to launch).
+SUSPENDED = ["AZRebalance", "ReplaceUnhealthy", "HealthCheck", "AlarmNotification",
+             "ScheduledActions", "InstanceRefresh"]
 GONE = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated")
 
 
@@ -35,28 +52,43 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
     params: dict[str, Any] = {
         "AutoScalingGroupName": name, "MinSize": 0, "MaxSize": units,
-        "DesiredCapacity": units,
+        "DesiredCapacity": units, "NewInstancesProtectedFromScaleIn": True,
         "Tags": [{"Key": k, "Value": v, "PropagateAtLaunch": False, "ResourceId": name,
                   "ResourceType": "auto-scaling-group"}
                  for k, v in launch_spec.resource_tags(t, tags).items()],
     }
     if t["subnetIds"]:
         params["VPCZoneIdentifier"] = ",".join(t["subnetIds"])
-    if t["vmTypes"]:  # instance types (and weights, spot share) live in the policy
+    # Instance types, weights and the spot share live in the policy; an admin's template
+    # with a priceType other than on-demand needs it too, else the priceType is ignored.
+    if t["vmTypes"] or t["priceType"] != "ondemand":
         params["MixedInstancesPolicy"] = _mixed_policy(t, lt_ref)
         if any(w != 1 for w in t["vmTypes"].values()):
             params["DesiredCapacityType"] = "units"
     else:  # the admin's launch template names the type
         params["LaunchTemplate"] = lt_ref
     try:
-        ctx.aws.call("autoscaling", "CreateAutoScalingGroup", **params)
+        retry_fresh_template(created_lt, lambda: ctx.aws.call(
+            "autoscaling", "CreateAutoScalingGroup", **params))
     except AwsError as exc:
         if exc.code != "AlreadyExists":  # a retry of this request: the group is ours
-            delete_launch_template(ctx, created_lt)
+            undo_template(ctx, created_lt, exc)
             raise
     result["fleetIds"] = [name]
     result["launchTemplateId"] = created_lt
+    result["launchTemplateVersion"] = own_version(t, lt_ref)
+    try:
+        suspend(ctx, name)
+    except AwsError as exc:  # the group exists: never forget it; reconcile suspends later
+        log.warning("%s: could not suspend processes of group %s yet: %s", request_id, name,
+                    exc)
+        result["suspendPending"] = True
     return result
+
+
+def suspend(ctx: Context, name: str) -> None:
+    ctx.aws.call("autoscaling", "SuspendProcesses", AutoScalingGroupName=name,
+                 ScalingProcesses=SUSPENDED)
 
 
 def _mixed_policy(t: dict[str, Any], lt_ref: dict[str, str]) -> dict[str, Any]:
@@ -114,29 +146,47 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
 
 
 def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
-    """The request ended: shrink the group to what runs, so it launches nothing more."""
-    size = math.ceil(running_units)
+    """The request ended: the group launches nothing more and never scales in a held host.
+
+    Sizes are in the group's own units (weights with DesiredCapacityType units) and never
+    above what was asked; held hosts are protected from scale-in, so lowering the desired
+    capacity to what runs can only stop launches.
+    """
+    if rec.get("suspendPending"):
+        for name in rec.get("fleetIds", []):
+            suspend(ctx, name)
+        rec["suspendPending"] = False
+    size = min(math.ceil(running_units), int(rec.get("target", running_units)))
     for name in rec.get("fleetIds", []):
-        ctx.aws.call("autoscaling", "UpdateAutoScalingGroup", AutoScalingGroupName=name,
-                     MinSize=0, MaxSize=size, DesiredCapacity=size)
+        try:
+            ctx.aws.call("autoscaling", "UpdateAutoScalingGroup", AutoScalingGroupName=name,
+                         MinSize=0, MaxSize=size, DesiredCapacity=size)
+        except AwsError as exc:  # never made (a launch killed first) or already deleted
+            if "not found" not in exc.aws_message.lower() and exc.kind != "not_found":
+                raise
     rec["target"] = size
 
 
 def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
-    """Terminate each instance through its group with decrement; returns the ids handled."""
+    """Detach the hosts still in their group, with decrement; the caller terminates them.
+
+    Returns no id: every host is then terminated by one TerminateInstances of the caller.
+    """
     ids = sorted(units_by_id)
-    handled: set[str] = set()
+    by_group: dict[str, list[str]] = {}
     for i in range(0, len(ids), IDS_PER_CALL):
         resp = ctx.aws.call("autoscaling", "DescribeAutoScalingInstances",
                             InstanceIds=ids[i:i + IDS_PER_CALL])
         for inst in resp.get("AutoScalingInstances", []):
-            iid = inst["InstanceId"]
-            handled.add(iid)
-            if inst.get("LifecycleState") in GONE:
+            if inst.get("LifecycleState") in GONE or "Detach" in str(inst.get("LifecycleState")):
                 continue  # already on its way out: a second decrement would shrink others
-            ctx.aws.call("autoscaling", "TerminateInstanceInAutoScalingGroup",
-                         InstanceId=iid, ShouldDecrementDesiredCapacity=True)
-    return handled
+            by_group.setdefault(inst["AutoScalingGroupName"], []).append(inst["InstanceId"])
+    for name, members in by_group.items():
+        for i in range(0, len(members), DETACH_PER_CALL):
+            ctx.aws.call("autoscaling", "DetachInstances", AutoScalingGroupName=name,
+                         InstanceIds=members[i:i + DETACH_PER_CALL],
+                         ShouldDecrementDesiredCapacity=True)
+    return set()
 
 
 def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
@@ -147,5 +197,4 @@ def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
         except AwsError as exc:
             if "not found" not in exc.aws_message.lower() and exc.kind != "not_found":
                 raise
-    delete_launch_template(ctx, rec.get("launchTemplateId"))
-
+    release_templates(ctx, rec)

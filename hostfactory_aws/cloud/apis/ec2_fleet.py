@@ -20,14 +20,17 @@ from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
     delete_launch_template,
     expiry,
+    fleet_policy,
     iso,
     launch_template,
-    lowered_target,
     new_launch,
     on_demand_part,
+    own_version,
+    retry_fresh_template,
+    undo_template,
     weights_units,
 )
-from hostfactory_aws.cloud.session import classify
+from hostfactory_aws.cloud.error_codes import classify, hint
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
@@ -41,52 +44,116 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
            tags: dict[str, str]) -> dict[str, Any]:
     fleet_type = t["fleetType"]
     result = new_launch(units)
-    all_tags = launch_spec.resource_tags(t, tags)
     lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
-    params: dict[str, Any] = {
-        "Type": fleet_type,
-        "ClientToken": request_id,
-        "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
-                                   "Overrides": launch_spec.fleet_overrides(t)}],
-        "TargetCapacitySpecification": launch_spec.capacity_split(t, units),
-        "SpotOptions": {"AllocationStrategy": t.get("allocationStrategy",
-                                                    "price-capacity-optimized")},
-        "OnDemandOptions": {"AllocationStrategy": t.get("allocationStrategyOnDemand",
-                                                        "lowest-price")},
-    }
-    if fleet_type == "instant":
-        params["TagSpecifications"] = tagmod.tag_specs(["fleet", "instance"], all_tags)
-    else:
-        params["TagSpecifications"] = tagmod.tag_specs(["fleet"], all_tags)
-        params["ValidUntil"] = iso(expiry(t, time.time()))
-        params["TerminateInstancesWithExpiration"] = False
-        params["ExcessCapacityTerminationPolicy"] = "no-termination"
-        if fleet_type == "maintain":
-            params["ReplaceUnhealthyInstances"] = False
+    params = _params(t, request_id, units, tags, lt_ref)
     try:
-        resp = ctx.aws.call("ec2", "CreateFleet", **params)
-    except AwsError:
-        delete_launch_template(ctx, created_lt)
+        resp = retry_fresh_template(
+            created_lt, lambda: ctx.aws.call("ec2", "CreateFleet", **params))
+    except AwsError as exc:
+        undo_template(ctx, created_lt, exc)
         raise
     result["fleetIds"] = [resp["FleetId"]] if resp.get("FleetId") else []
+    _add_errors(result, resp)
+    result["launchTemplateId"] = created_lt
+    result["launchTemplateVersion"] = own_version(t, lt_ref)
+    if fleet_type != "instant":
+        return result
+    _add_instances(result, resp, t)
+    got = sum(i["units"] for i in result["instances"].values())
+    if t.get("topUpOnDemand") and got < units:
+        # IBM's heterogeneous: Spot first; what Spot did not give is bought On-Demand.
+        _top_up(ctx, t, request_id, math.ceil(units - got), tags, lt_ref, result)
+    try:  # an instant fleet never launches again: its template can go now
+        delete_launch_template(ctx, created_lt)
+        result["launchTemplateId"] = None
+        result["templateDeleted"] = bool(created_lt)
+    except AwsError as exc:  # the launch happened: never let clean-up undo that
+        log.warning("%s: could not delete launch template %s now, cleanup retries it: %s",
+                    request_id, created_lt, exc)
+    if not result["instances"]:
+        try:
+            cleanup(ctx, {**result, "fleetType": "instant"})
+        except AwsError as exc:  # nothing runs; the fleet record is harmless
+            log.warning("%s: could not delete empty instant fleet %s: %s", request_id,
+                        result["fleetIds"], exc)
+        first = (resp.get("Errors") or [{}])[0]
+        code = first.get("ErrorCode") or "UnfulfillableCapacity"
+        message = first.get("ErrorMessage") or "the instant fleet launched no instances"
+        raise AwsError("CreateFleet", code, f"{message} ({hint(code)})" if hint(code)
+                       else message, classify(code))
+    return result
+
+
+def _params(t: dict[str, Any], token: str, units: int, tags: dict[str, str],
+            lt_ref: dict[str, str]) -> dict[str, Any]:
+    """CreateFleet parameters: from the template, or from LSF's ec2FleetConfig file."""
+    fleet_type = t["fleetType"]
+    all_tags = launch_spec.resource_tags(t, tags)
+    if t.get("ec2FleetConfigText"):
+        params = launch_spec.fleet_config_params(t, units)
+        for cfg in params.get("LaunchTemplateConfigs") or [{}]:
+            cfg.setdefault("LaunchTemplateSpecification", lt_ref)
+            if not cfg.get("Overrides") and t["vmTypes"]:
+                cfg["Overrides"] = launch_spec.fleet_overrides(t)
+        params.setdefault("LaunchTemplateConfigs", [{
+            "LaunchTemplateSpecification": lt_ref, "Overrides": launch_spec.fleet_overrides(t)}])
+    else:
+        params = {
+            "Type": fleet_type,
+            "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
+                                       "Overrides": launch_spec.fleet_overrides(t)}],
+            "TargetCapacitySpecification": launch_spec.capacity_split(t, units),
+            "SpotOptions": {"AllocationStrategy": t.get("allocationStrategy",
+                                                        "price-capacity-optimized"),
+                            **launch_spec.spot_pools(t)},
+            "OnDemandOptions": {"AllocationStrategy": t.get("allocationStrategyOnDemand",
+                                                            "lowest-price")},
+        }
+    params["ClientToken"] = token
+    own = [s for s in params.get("TagSpecifications") or []
+           if s.get("ResourceType") not in ("fleet", "instance")]
+    if fleet_type == "instant":
+        params["TagSpecifications"] = tagmod.tag_specs(["fleet", "instance"], all_tags) + own
+    else:
+        params["TagSpecifications"] = tagmod.tag_specs(["fleet"], all_tags) + own
+        params.setdefault("ValidUntil", iso(expiry(t, time.time())))
+        params["TerminateInstancesWithExpiration"] = False
+        if fleet_type == "maintain":  # AWS: excess capacity exists only for maintain fleets
+            params["ExcessCapacityTerminationPolicy"] = "no-termination"
+            params["ReplaceUnhealthyInstances"] = False
+    return params
+
+
+def _top_up(ctx: Context, t: dict[str, Any], request_id: str, units: int,
+            tags: dict[str, str], lt_ref: dict[str, str], result: dict[str, Any]) -> None:
+    od = launch_spec.top_up_template(t)
+    log.info("%s: heterogeneous: Spot gave less than asked; %d units On-Demand (%s)",
+             request_id, units, ", ".join(od["vmTypes"]))
+    try:
+        resp = ctx.aws.call("ec2", "CreateFleet",
+                            **_params(od, f"{request_id}-od", units, tags, lt_ref))
+    except AwsError as exc:
+        if exc.kind in ("throttle", "unknown") and not result["instances"]:
+            raise
+        result["errors"].append(f"{exc.code}: {exc.aws_message}")
+        return
+    if resp.get("FleetId"):
+        result["fleetIds"].append(resp["FleetId"])
+    _add_errors(result, resp)
+    _add_instances(result, resp, od)
+
+
+def _add_errors(result: dict[str, Any], resp: dict[str, Any]) -> None:
     for err in resp.get("Errors", []):
         result["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
-    if fleet_type != "instant":
-        result["launchTemplateId"] = created_lt
-        return result
-    delete_launch_template(ctx, created_lt)  # an instant fleet never launches again
+
+
+def _add_instances(result: dict[str, Any], resp: dict[str, Any], t: dict[str, Any]) -> None:
     for group in resp.get("Instances", []):
         itype = group.get("InstanceType")
         for iid in group.get("InstanceIds", []):
             result["instances"][iid] = {"units": weights_units(t["vmTypes"], itype),
                                         "name": "", "type": itype}
-    if not result["instances"]:
-        cleanup(ctx, {**result, "fleetType": "instant"})
-        first = (resp.get("Errors") or [{}])[0]
-        code = first.get("ErrorCode") or "UnfulfillableCapacity"
-        raise AwsError("CreateFleet", code, first.get("ErrorMessage") or
-                       "the instant fleet launched no instances", classify(code))
-    return result
 
 
 def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -111,22 +178,6 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return out
 
 
-def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
-    """The request ended: a request fleet stops trying, a maintain fleet holds what runs."""
-    ftype = rec.get("fleetType")
-    if ftype == "request":
-        _delete(ctx, rec, terminate=False)
-    elif ftype == "maintain" and running_units < rec.get("target", 0):
-        _modify(ctx, rec, math.ceil(running_units))
-
-
-def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
-    """Maintain fleets: lower the target first, so the returned machines are not replaced."""
-    if rec.get("fleetType") == "maintain" and units_by_id:
-        _modify(ctx, rec, lowered_target(rec, units_by_id))
-    return set()
-
-
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
     on_demand = on_demand_part(rec, target)
     spec = {"TotalTargetCapacity": target, "OnDemandTargetCapacity": on_demand,
@@ -138,18 +189,17 @@ def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
 
 
 def _delete(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
+    if rec.get("fleetType") == "instant" and not terminate:
+        return  # an instant fleet launches nothing after it answered
     ids = rec.get("fleetIds") or []
     size = DELETE_BATCH.get(rec.get("fleetType") or "instant", 25)
     for i in range(0, len(ids), size):
         resp = ctx.aws.call("ec2", "DeleteFleets", FleetIds=ids[i:i + size],
                             TerminateInstances=terminate)
-        for bad in resp.get("UnsuccessfulFleetDeletions", []):
-            err = bad.get("Error", {})
-            if err.get("Code") not in ("fleetIdDoesNotExist", "fleetNotInDeletableState"):
-                log.warning("DeleteFleets %s: %s", bad.get("FleetId"), err)
+        fleet_policy.check_unsuccessful("DeleteFleets",
+                                        resp.get("UnsuccessfulFleetDeletions", []), "FleetId",
+                                        ("fleetIdDoesNotExist", "fleetNotInDeletableState"))
 
 
-def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
-    """Last machine gone: delete the fleet(s), then the launch template we made."""
-    _delete(ctx, rec, terminate=True)
-    delete_launch_template(ctx, rec.get("launchTemplateId"))
+# The shared policy (fleet_policy) over this API's own calls.
+settle, before_return, cleanup = fleet_policy.interface(stop=_delete, resize=_modify)

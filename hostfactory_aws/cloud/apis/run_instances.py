@@ -17,7 +17,7 @@ from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
-BATCH = 500
+BATCH = 100  # AWS advises RunInstances batches of at most 100
 
 
 def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,

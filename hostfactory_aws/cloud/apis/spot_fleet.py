@@ -9,20 +9,21 @@ request and deletes the launch template.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
-    delete_launch_template,
     expiry,
+    fleet_policy,
     iso,
     launch_template,
-    lowered_target,
     new_launch,
     on_demand_part,
+    own_version,
+    retry_fresh_template,
+    undo_template,
 )
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
@@ -60,22 +61,26 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
             t.get("allocationStrategyOnDemand", "lowest-price")],
         "ValidUntil": iso(expiry(t, time.time())),
         "TerminateInstancesWithExpiration": False,
-        "ExcessCapacityTerminationPolicy": "noTermination",
         "ReplaceUnhealthyInstances": False,
         "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
                                    "Overrides": overrides}],
         "TagSpecifications": tagmod.tag_specs(["spot-fleet-request"], all_tags),
         "ClientToken": request_id,
+        **launch_spec.spot_pools(t),  # Symphony's poolsCount
     }
+    if t["fleetType"] == "maintain":  # AWS: only a maintain request has excess capacity
+        config["ExcessCapacityTerminationPolicy"] = "noTermination"
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
     try:
-        resp = ctx.aws.call("ec2", "RequestSpotFleet", SpotFleetRequestConfig=config)
-    except AwsError:
-        delete_launch_template(ctx, created_lt)
+        resp = retry_fresh_template(created_lt, lambda: ctx.aws.call(
+            "ec2", "RequestSpotFleet", SpotFleetRequestConfig=config))
+    except AwsError as exc:
+        undo_template(ctx, created_lt, exc)
         raise
     result["fleetIds"] = [resp["SpotFleetRequestId"]]
     result["launchTemplateId"] = created_lt
+    result["launchTemplateVersion"] = own_version(t, lt_ref)
     return result
 
 
@@ -99,19 +104,6 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return out
 
 
-def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:
-    if rec.get("fleetType") == "request":
-        _cancel(ctx, rec, terminate=False)
-    elif rec.get("fleetType") == "maintain" and running_units < rec.get("target", 0):
-        _modify(ctx, rec, math.ceil(running_units))
-
-
-def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, float]) -> set[str]:
-    if rec.get("fleetType") == "maintain" and units_by_id:
-        _modify(ctx, rec, lowered_target(rec, units_by_id))
-    return set()
-
-
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
     on_demand = on_demand_part(rec, target)
     for fid in rec.get("fleetIds", []):
@@ -126,11 +118,11 @@ def _cancel(ctx: Context, rec: dict[str, Any], terminate: bool) -> None:
     for i in range(0, len(ids), BATCH):
         resp = ctx.aws.call("ec2", "CancelSpotFleetRequests",
                             SpotFleetRequestIds=ids[i:i + BATCH], TerminateInstances=terminate)
-        for bad in resp.get("UnsuccessfulFleetRequests", []):
-            log.warning("CancelSpotFleetRequests %s: %s", bad.get("SpotFleetRequestId"),
-                        bad.get("Error"))
+        fleet_policy.check_unsuccessful(
+            "CancelSpotFleetRequests", resp.get("UnsuccessfulFleetRequests", []),
+            "SpotFleetRequestId",
+            ("fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"))
 
 
-def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
-    _cancel(ctx, rec, terminate=True)
-    delete_launch_template(ctx, rec.get("launchTemplateId"))
+# The shared policy (fleet_policy) over this API's own calls.
+settle, before_return, cleanup = fleet_policy.interface(stop=_cancel, resize=_modify)
