@@ -135,9 +135,13 @@ def templates(seeded: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def site_env(base: str, provider: str) -> dict[str, str]:
-    """The variables HostFactory would set for this site."""
-    return {"HF_PROVIDER_NAME": provider, "HF_PROVIDER_CONFDIR": os.path.join(base, "conf"),
+def site_env(base: str, provider: str, url: str) -> dict[str, str]:
+    """The variables HostFactory would set for this site, and the endpoints of the
+    services other than EC2 (the config's AWS_ENDPOINT_URL is EC2's alone)."""
+    from hostfactory_aws.admin.sandbox import endpoint_env
+
+    return {**endpoint_env(url), "HF_PROVIDER_NAME": provider,
+            "HF_PROVIDER_CONFDIR": os.path.join(base, "conf"),
             "HF_PROVIDER_WORKDIR": os.path.join(base, "work"),
             "HF_PROVIDER_LOGDIR": os.path.join(base, "log"),
             "AWS_EC2_METADATA_DISABLED": "true"}
@@ -156,7 +160,7 @@ def write_site(base: str, url: str, provider: str, seeded: dict[str, Any]) -> di
          "AWS_REQUEST_RETRY_ATTEMPTS": 1, "LogLevel": "INFO"}, indent=2) + "\n")
     _write(os.path.join(conf, "awsprov_templates.json"),
            json.dumps({"templates": templates(seeded)}, indent=2) + "\n")
-    env = site_env(base, provider)
+    env = site_env(base, provider, url)
     lines = [f"# hostfactory-aws sandbox: EC2 at {url} (moto on loopback, no AWS account)",
              f"# source {os.path.join(base, READY)}"]
     lines += [f"export {k}={v}" for k, v in env.items()]
@@ -282,7 +286,7 @@ def run_demo(out: Callable[[str], None] = print, progress: Callable[[str], None]
         return 1
     with tempfile.TemporaryDirectory(prefix="hostfactory-aws-demo-") as tmp:
         server, url = start(tmp, 0, "awsdemo")
-        env = {**os.environ, **site_env(tmp, "awsdemo"), "HOSTFACTORY_AWS_PYTHON":
+        env = {**os.environ, **site_env(tmp, "awsdemo", url), "HOSTFACTORY_AWS_PYTHON":
                sys.executable}
         env.pop("AWS_ENDPOINT_URL", None)
         scripts = os.path.join(root, "scripts")

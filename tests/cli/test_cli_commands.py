@@ -175,8 +175,11 @@ def test_status_with_nothing_open(site: HostFactory) -> None:
     assert lines(proc.stdout)[0] == f"no open requests in {site.state_path}"
 
 
+STUCK = "req-5e1f0c2a-0b6c-4d1e-9a47-3c2b1d0e9f81"
+
+
 def test_doctor_and_status_show_a_stuck_cleanup_and_why(site: HostFactory) -> None:
-    data = {"version": 1, "requests": {"req-stuck": {
+    data = {"version": 1, "requests": {STUCK: {
         "kind": "create", "templateId": "Plain", "units": 1, "api": "EC2Fleet",
         "createdAt": 1.0, "launch": "done", "instances": {}, "fleetIds": ["fleet-1234"],
         "launchTemplateId": "lt-0abc", "status": "complete", "endedAt": None,
@@ -187,7 +190,7 @@ def test_doctor_and_status_show_a_stuck_cleanup_and_why(site: HostFactory) -> No
 
     proc = site.cli("status")
     assert proc.returncode == 0, proc.stderr
-    assert ("STUCK req-stuck: cleanup failed 4 times (fleet-1234, lt-0abc): "
+    assert (f"STUCK {STUCK}: cleanup failed 4 times (fleet-1234, lt-0abc): "
             "UnauthorizedOperation: not allowed; retried by the plugin") in proc.stdout
     doctor = site.cli("doctor")
     (line,) = [x for x in lines(doctor.stdout) if "state file" in x]

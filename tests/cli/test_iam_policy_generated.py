@@ -174,3 +174,14 @@ def test_an_admins_template_on_an_asynchronous_api_may_get_tagged_versions() -> 
     plain = iam_policy.policy(CONFIG, [instant_lt], "grid1")
     assert "TaggedVersionsOfTheAdminsLaunchTemplates" not in {s["Sid"] for s in
                                                               plain["Statement"]}
+
+
+def test_key_pairs_are_granted_only_with_aws_key_file() -> None:
+    """IBM's AWS_KEY_FILE imports or creates missing key pairs; without it, no such grant."""
+    assert not _grants(iam_policy.policy(CONFIG, _sample(), "grid1"), "ec2:ImportKeyPair")
+    policy = iam_policy.policy({**CONFIG, "AWS_KEY_FILE": "/etc/keys"}, _sample(), "grid1")
+    for action in ("ec2:ImportKeyPair", "ec2:CreateKeyPair"):
+        grants = _grants(policy, action)
+        assert grants and all(r.endswith(":key-pair/*") for st in grants
+                              for r in ([st["Resource"]] if isinstance(st["Resource"], str)
+                                        else st["Resource"]))

@@ -105,7 +105,8 @@ def grid(installed: dict[str, Path], moto_server: SandboxServer) -> dict[str, An
     cwd.mkdir(exist_ok=True)
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(installed["base"]),
            "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-           "AWS_EC2_METADATA_DISABLED": "true", **sandbox.FAKE_CREDENTIALS}
+           "AWS_EC2_METADATA_DISABLED": "true", **sandbox.FAKE_CREDENTIALS,
+           **sandbox.endpoint_env(server.url)}
     return {**installed, "env": env, "cwd": cwd, "server": server}
 
 
