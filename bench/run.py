@@ -4,7 +4,9 @@
     python bench/run.py --quick     # machines 1,10,100; requests 1,10; 3 runs
     python bench/run.py --scales 1,1000 --requests 10 --kinds RunInstances
 
-moto's server runs in this process on 127.0.0.1; each verb runs as
+This is the runner; what runs (APIs, scales, scenarios) and the targets are the table in
+bench/scenarios.py. The sandbox server (moto on 127.0.0.1, in this process) and the
+HostFactory installation are tests/support's; each verb runs as
 ``scripts/<verb>.sh -f input.json`` with the HF_PROVIDER_* environment, as HostFactory
 calls it. For every verb and scale: median/min/max wall time, the AWS calls it made (by
 action, from the sandbox's call counter), the seconds moto spent answering (so the
@@ -25,7 +27,6 @@ import argparse
 import concurrent.futures
 import itertools
 import json
-import math
 import os
 import platform
 import re
@@ -37,138 +38,36 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from bench import scenarios  # noqa: E402
+from bench.scenarios import KINDS, BenchError  # noqa: E402
 from hostfactory_aws.admin import sandbox  # noqa: E402
+from tests.support.hostfactory import HostFactory  # noqa: E402
+from tests.support.server import SandboxServer, index_moto_tags  # noqa: E402
 
-VERBS = ("getAvailableTemplates", "requestMachines", "getRequestStatus",
-         "requestReturnMachines", "getReturnRequests")
-# One entry per provisioning API: the template fields that select it. Adding an API to the
-# benchmark is adding a line here.
-KINDS: dict[str, dict[str, Any]] = {
-    "RunInstances": {"providerApi": "RunInstances", "vmType": "m5.large"},
-    "EC2Fleet": {"providerApi": "EC2Fleet", "fleetType": "instant",
-                 "vmTypes": {"m5.large": 1}},
-}
-MACHINE_SCALES = (1, 10, 100, 1000, 5000, 10000)
-REQUEST_SCALES = (1, 10, 100, 500)
-MACHINES_PER_REQUEST = 2          # "a few machines each" in the open-requests scenarios
-RUN_INSTANCES_BATCH = 100         # hostfactory_aws.cloud.apis.run_instances.BATCH
-DESCRIBE_PAGE = 1000              # hostfactory_aws.cloud.instances.PAGE
-ACTION_TIMEOUT = 240              # HF_PROVIDER_ACTION_TIMEOUT in published configs
-# issue 15: against the stock boto3 floor, our own seconds and peak RSS at 5,000 machines
-FLOOR_RATIO = 0.75
-BIG, BIG_OWN_S, BIG_RSS_MB = 5000, 5.0, 150
 PROVIDER = "bench"
-ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
-              "ncores": ["Numeric", "1"], "nram": ["Numeric", "8192"]}
-FLOOR_PASS = "python -c pass"
-FLOOR_BOTO3 = "boto3 one call"
 BOTO3_FLOOR_CODE = ("import boto3; boto3.client('ec2', region_name='us-east-1', "
                     "endpoint_url={url!r}).describe_instances(MaxResults=5)")
 
 
-# --------------------------------------------------------------------------- moto server
+def discover(ec2: Any) -> list[str]:
+    """Three /18 subnets of a new VPC (new ids after every reset).
 
-def index_moto_tags() -> None:
-    """Make moto find a resource's tags by its id instead of scanning every tag it holds.
-
-    moto 5 answers ``get_tags()`` (used for each instance listed, filtered or tagged) by
-    running a regex over every tag of every resource in the account, so DescribeInstances
-    over 5,000 tagged instances takes minutes (quadratic); EC2 does not behave like that.
-    The same answer from the backend's own per-resource dict keeps moto's time linear. Only
-    the sandbox's speed changes: the plugin sends and receives exactly the same.
+    Not moto's default subnets: they are /20 (4,091 addresses), and where EC2 would
+    answer InsufficientFreeAddressesInSubnet (and the plugin move on to the next
+    subnet) moto fails with an internal error, so 5,000 machines cannot be launched.
     """
-    from moto.ec2.models.core import TaggedEC2Resource
-    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
-
-    if getattr(TaggedEC2Resource.get_tags, "_bench", False):
-        return
-
-    def get_tags(self: Any) -> list[dict[str, str]]:
-        if not self.id:
-            return []
-        tags = self.ec2_backend.tags.get(self.id) or {}
-        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(self.id), "")
-        return [{"resource_id": self.id, "key": k, "value": v, "resource_type": kind}
-                for k, v in tags.items()]
-
-    get_tags._bench = True  # type: ignore[attr-defined]
-    TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
-
-
-class TimedApp:
-    """WSGI middleware: seconds the wrapped app spent on requests (body included)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.seconds = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            body = list(self.app(environ, start_response))  # serialisation is moto's time too
-        finally:
-            with self._lock:
-                self.seconds += time.perf_counter() - start
-        return body
-
-
-class Moto:
-    """moto's server on loopback, its call counter and the time it spent answering."""
-
-    def __init__(self) -> None:
-        self.counter = sandbox.CallCounter(sandbox.moto_app())
-        index_moto_tags()
-        self.timed = TimedApp(self.counter)
-        self.server, self.url = sandbox.serve(self.timed)
-        self._image: str | None = None
-        import boto3
-
-        self.ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=self.url,
-                                aws_access_key_id="testing", aws_secret_access_key="testing")
-
-    def _http(self, method: str, path: str) -> bytes:
-        req = urllib.request.Request(self.url + path, method=method)
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-        with opener.open(req, timeout=60) as resp:
-            return resp.read()
-
-    def reset_calls(self) -> None:
-        self._http("DELETE", "/_hf/calls")
-        self.timed.seconds = 0.0
-
-    def calls(self) -> dict[str, int]:
-        return json.loads(self._http("GET", "/_hf/calls"))
-
-    def reset(self) -> None:
-        """Forget every resource: each scenario starts from an empty account."""
-        self._http("POST", "/moto-api/reset")
-
-    def discover(self) -> tuple[str, list[str]]:
-        """A moto AMI, and three /18 subnets of a new VPC (new ids after every reset).
-
-        Not moto's default subnets: they are /20 (4,091 addresses), and where EC2 would
-        answer InsufficientFreeAddressesInSubnet (and the plugin move on to the next
-        subnet) moto fails with an internal error, so 5,000 machines cannot be launched.
-        """
-        if self._image is None:  # moto's AMI ids survive a reset
-            self._image = self.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{64 * i}.0/18",
-                                          AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
-                   for i, az in enumerate("abc")]
-        return self._image, subnets
-
-    def stop(self) -> None:
-        self.server.shutdown()
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    return [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{64 * i}.0/18",
+                              AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
+            for i, az in enumerate("abc")]
 
 
 # --------------------------------------------------------------------------- one child
@@ -273,33 +172,27 @@ class Cell:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, moto: Moto) -> None:
+    """Runs verbs as HostFactory does, each one timed in the launcher helper, into cells.
+
+    The installation (dirs, environment, config, templates) is tests/support's HostFactory
+    over the sandbox server; ``--root`` only changes whose scripts/ run.
+    """
+
+    def __init__(self, args: argparse.Namespace, moto: SandboxServer) -> None:
         self.args = args
         self.moto = moto
         self.root = os.path.abspath(args.root)
         self.tmp = tempfile.mkdtemp(prefix="hostfactory-aws-bench-")
-        self.conf = os.path.join(self.tmp, "conf")
-        self.work = os.path.join(self.tmp, "work")
-        self.logs = os.path.join(self.tmp, "log")
-        os.makedirs(self.conf)
-        env = {k: v for k, v in os.environ.items()
-               if not k.upper().startswith(("AWS_", "HF_PROVIDER_", "PRO_", "PROVIDER_NAME"))
-               and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-        env.update(sandbox.FAKE_CREDENTIALS)
-        env.update(sandbox.endpoint_env(moto.url))
-        env.update({"HF_PROVIDER_NAME": PROVIDER, "HF_PROVIDER_CONFDIR": self.conf,
-                    "HF_PROVIDER_WORKDIR": self.work, "HF_PROVIDER_LOGDIR": self.logs,
-                    "HOSTFACTORY_AWS_PYTHON": sys.executable,
-                    # no stray AWS config of this machine, no metadata service
-                    "AWS_CONFIG_FILE": os.path.join(self.tmp, "no-aws-config"),
-                    "AWS_SHARED_CREDENTIALS_FILE": os.path.join(self.tmp, "no-aws-credentials"),
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                    "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
-        self.env = env
+        # moto needs over a minute to list 5,000 instances on a busy machine (EC2: seconds);
+        # the default 60 s read timeout would turn that into retries.
+        self.hf = HostFactory(Path(self.tmp), moto, provider=PROVIDER, templates=[], config={
+            "AWS_READ_TIMEOUT_MS": 900000, "LogLevel": "INFO",
+            "AWS_REQUEST_RETRY_ATTEMPTS": None})
+        self.work = str(self.hf.work_dir)
+        self.env = self.hf.env
         self.launcher = Launcher()
         self.cells: list[Cell] = []
         self.scenarios: list[dict[str, Any]] = []
-        self._templates_text = ""
         self._seq = itertools.count()  # set-up calls run on two threads
 
     # -- running one process ------------------------------------------------------------
@@ -311,11 +204,11 @@ class Bench:
         out, err = os.path.join(self.tmp, f"out-{n}"), os.path.join(self.tmp, f"err-{n}")
         if timed:
             self.moto.reset_calls()
-            got = self.launcher.run(cmd, env or self.env, self.tmp, out, err)
+            got = self.launcher.run(cmd, env or self.env, str(self.hf.cwd), out, err)
             moto_s, calls = self.moto.timed.seconds, self.moto.calls()
         else:
             with open(out, "wb") as fo, open(err, "wb") as fe:
-                proc = subprocess.run(cmd, env=env or self.env, cwd=self.tmp, stdout=fo,
+                proc = subprocess.run(cmd, env=env or self.env, cwd=self.hf.cwd, stdout=fo,
                                       stderr=fe, stdin=subprocess.DEVNULL)
             got = {"wall": 0.0, "code": proc.returncode, "rss_kb": 0, "cpu": 0.0}
             moto_s, calls = 0.0, {}
@@ -345,9 +238,12 @@ class Bench:
                              f"{sample.stderr[-2000:]}")
         return sample
 
-    def floor(self, name: str) -> Sample:
-        if name == FLOOR_PASS:
-            return self.spawn([sys.executable, "-c", "pass"])
+    def floor_pass(self) -> Sample:
+        """The floor of any process: ``python -c pass``."""
+        return self.spawn([sys.executable, "-c", "pass"])
+
+    def floor_boto3(self) -> Sample:
+        """The floor of any AWS call: a one-call boto3 script against the same sandbox."""
         return self.spawn([sys.executable, "-c", BOTO3_FLOOR_CODE.format(url=self.moto.url)])
 
     def cell(self, kind: str, scenario: str, scale: int, verb: str, note: str = "") -> Cell:
@@ -373,17 +269,14 @@ class Bench:
     def fresh(self, kind: str) -> str:
         """Empty account, empty work dir, this kind's template; returns the template id."""
         self.moto.reset()
-        image, subnets = self.moto.discover()
-        tid = f"bench-{kind}"
-        template = {"templateId": tid, "maxNumber": -1, "imageId": image,
-                    "subnetId": subnets, "attributes": ATTRIBUTES,
-                    "instanceTags": "Project=bench", **KINDS[kind]}
-        self.write_conf({"templates": [template]})
+        template = scenarios.template(kind, self.moto.image_id(), discover(self.moto.ec2))
+        self.hf.write_templates([template])
+        self.hf.write_config()
         self.clear_work()
         # Steady state: HostFactory polls getAvailableTemplates all the time, so the files'
         # schema check has passed before the calls we time (the first call is timed apart).
         self.verb("getAvailableTemplates", {})
-        return tid
+        return template["templateId"]
 
     def clear_work(self) -> None:
         """A work dir as after a fresh install, but with the lean botocore models that the
@@ -397,19 +290,9 @@ class Bench:
             else:
                 os.unlink(path)
 
-    def write_conf(self, templates: dict[str, Any]) -> None:
-        # moto needs over a minute to list 5,000 instances on a busy machine (EC2: seconds);
-        # the default 60 s read timeout would turn that into retries.
-        config = {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.moto.url,
-                  "AWS_READ_TIMEOUT_MS": 900000, "LogLevel": "INFO"}
-        with open(os.path.join(self.conf, "awsprov_config.json"), "w") as fh:
-            json.dump(config, fh, indent=2)
-        with open(os.path.join(self.conf, "awsprov_templates.json"), "w") as fh:
-            json.dump(templates, fh, indent=2)
-
     def state_bytes(self) -> int:
         try:
-            return os.path.getsize(os.path.join(self.work, f"{PROVIDER}-state.json"))
+            return os.path.getsize(self.hf.state_path)
         except OSError:
             return 0
 
@@ -417,29 +300,11 @@ class Bench:
         return self.verb("requestMachines",
                          {"template": {"templateId": tid, "machineCount": count}}, timed=timed)
 
-    # -- scenarios ------------------------------------------------------------------------
-
-    def floors(self) -> None:
-        """Floors and getAvailableTemplates, interleaved so load hits them alike."""
-        kind = next(iter(self.args.kinds))
-        self.fresh(kind)
-        first = self.cell("-", "first call", 0, "getAvailableTemplates",
-                          note="files new to the work dir: full schema check")
-
-        def first_call() -> Sample:
-            self.clear_work()
-            return self.verb("getAvailableTemplates", {})
-
-        self.repeat([first], [first_call])
-        imports = self.imported_by("getAvailableTemplates", {})
-        cells = [self.cell("-", "floor", 0, FLOOR_PASS),
-                 self.cell("-", "floor", 0, FLOOR_BOTO3, note="empty account"),
-                 self.cell("-", "steady", 0, "getAvailableTemplates")]
-        self.repeat(cells, [lambda: self.floor(FLOOR_PASS), lambda: self.floor(FLOOR_BOTO3),
-                            lambda: self.verb("getAvailableTemplates", {})],
-                    runs=max(self.args.runs, 5))
-        self.scenarios.append({"kind": "-", "scenario": "floor", "scale": 0,
-                               "getAvailableTemplates_imports": imports})
+    def request_untimed(self, tid: str, machines: int, count: int) -> list[str]:
+        """``count`` requests for set-up, two processes at a time; their request ids."""
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            return [sample.answer["requestId"] for sample in pool.map(
+                lambda _: self.request(tid, machines, False), range(count))]
 
     def imported_by(self, verb: str, data: dict[str, Any]) -> list[str]:
         """Top-level packages a verb imports (PYTHONPROFILEIMPORTTIME), for the boto3 check."""
@@ -452,207 +317,16 @@ class Bench:
                 names.add(m.group(2).split(".")[0])
         return sorted(names)
 
-    def machines(self, kind: str, scale: int) -> None:
-        """requestMachines for `scale` machines, then every verb over them."""
-        name = f"machines={scale}"
-        fl = self.cell(kind, name, scale, FLOOR_BOTO3, note="before each requestMachines")
-        rm = self.cell(kind, name, scale, "requestMachines", note="fresh account each run")
-        gs = self.cell(kind, name, scale, "getRequestStatus")
-        ga = self.cell(kind, name, scale, "getAvailableTemplates")
-        gr = self.cell(kind, name, scale, "getReturnRequests")
-        rr = self.cell(kind, name, scale, "requestReturnMachines", note="returns all machines")
-        gd = self.cell(kind, name, scale, "getRequestStatus (return)")
-        state_size = 0
-        for cycle in range(self.args.runs):
-            if cycle and sum(rm.walls()) >= self.args.budget:
-                break
-            tid = self.fresh(kind)
-            fl.samples.append(self.floor(FLOOR_BOTO3))
-            sample = self.request(tid, scale)
-            rm.samples.append(sample)
-            rid = sample.answer["requestId"]
-            status_in = {"requests": [{"requestId": rid}]}
-            if cycle == 0:
-                self.repeat([gs], [lambda d=status_in: self.verb("getRequestStatus", d)])
-                state_size = self.state_bytes()
-                self.repeat([ga], [lambda: self.verb("getAvailableTemplates", {})])
-                hosts = machines_of(gs.samples[-1].answer, rid)
-                check(len(hosts) == scale, f"{kind}: asked {scale}, status lists {len(hosts)}")
-                held = {"machines": hosts}
-                self.repeat([gr], [lambda d=held: self.verb("getReturnRequests", d)])
-            elif sum(rr.walls()) < self.args.budget:
-                hosts = machines_of(self.verb("getRequestStatus", status_in).answer, rid)
-            else:
-                continue
-            ret = self.verb("requestReturnMachines", {"machines": hosts})
-            rr.samples.append(ret)
-            gd.samples.append(self.verb("getRequestStatus", {"requests": [
-                {"requestId": ret.answer["requestId"]}]}))
-        self.scenarios.append({"kind": kind, "scenario": name, "scale": scale,
-                               "state_bytes": state_size})
-
-    def requests(self, kind: str, count: int) -> None:
-        """`count` open requests of a few machines each, polled together."""
-        name = f"requests={count}"
-        tid = self.fresh(kind)
-        timed = min(count, self.args.runs)
-        ids: list[str] = []
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # untimed set-up, 2 at a time
-            for sample in pool.map(lambda _: self.request(tid, MACHINES_PER_REQUEST, False),
-                                   range(count - timed)):
-                ids.append(sample.answer["requestId"])
-        rm = self.cell(kind, name, count, "requestMachines",
-                       note=f"{MACHINES_PER_REQUEST} machines, with {count - timed}+ open requests")
-        for _ in range(timed):
-            sample = self.request(tid, MACHINES_PER_REQUEST)
-            rm.samples.append(sample)
-            ids.append(sample.answer["requestId"])
-        status_in = {"requests": [{"requestId": r} for r in ids]}
-        gs = self.cell(kind, name, count, "getRequestStatus")
-        fl = self.cell(kind, name, count, FLOOR_BOTO3, note="same account state")
-        self.repeat([fl, gs], [lambda: self.floor(FLOOR_BOTO3),
-                               lambda: self.verb("getRequestStatus", status_in)])
-        answer = gs.samples[-1].answer
-        hosts = [h for r in ids for h in machines_of(answer, r)]
-        check(len(hosts) == count * MACHINES_PER_REQUEST,
-              f"{kind}: {count} requests list {len(hosts)} machines")
-        ga = self.cell(kind, name, count, "getAvailableTemplates")
-        self.repeat([ga], [lambda: self.verb("getAvailableTemplates", {})])
-        gr = self.cell(kind, name, count, "getReturnRequests")
-        self.repeat([gr], [lambda: self.verb("getReturnRequests", {"machines": hosts})])
-        self.scenarios.append({"kind": kind, "scenario": name, "scale": count,
-                               "machines": len(hosts), "state_bytes": self.state_bytes()})
-
-
-class BenchError(Exception):
-    pass
-
-
-def check(ok: bool, what: str) -> None:
-    if not ok:
-        raise BenchError(what)
-
-
-def machines_of(answer: dict[str, Any], rid: str) -> list[dict[str, str]]:
-    for req in answer["requests"]:
-        if req["requestId"] == rid:
-            return [{"name": m["name"], "machineId": m["machineId"]} for m in req["machines"]]
-    raise BenchError(f"{rid} missing from getRequestStatus answer")
-
-
-# --------------------------------------------------------------------------- targets
-
-def find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    for r in rows:
-        if all(r.get(k) == v for k, v in match.items()):
-            return r
-    return None
-
-
-def targets(rows: list[dict[str, Any]], scenarios: list[dict[str, Any]],
-            kinds: list[str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-
-    def add(name: str, ok: bool | None, detail: str) -> None:
-        out.append({"target": name, "result": "n/a" if ok is None else
-                    ("PASS" if ok else "FAIL"), "detail": detail})
-
-    floor = find(rows, verb=FLOOR_PASS)
-    gat = find(rows, scenario="steady", verb="getAvailableTemplates")
-    imports = next((s["getAvailableTemplates_imports"] for s in scenarios
-                    if "getAvailableTemplates_imports" in s), [])
-    heavy = sorted(set(imports) & {"boto3", "botocore", "jsonschema"})
-    add("getAvailableTemplates imports neither boto3 nor jsonschema", not heavy,
-        f"heavy imports: {', '.join(heavy) or 'none'}; AWS calls: {gat and gat['calls']}")
-    if floor and gat:
-        ratio = gat["median_s"] / floor["median_s"]
-        add("getAvailableTemplates <= 2x python -c pass", ratio <= 2.0,
-            f"{gat['median_s']:.3f}s / {floor['median_s']:.3f}s = {ratio:.2f}x (medians)")
-    for kind in kinds:
-        gs = find(rows, kind=kind, scenario="requests=10", verb="getRequestStatus")
-        fl = find(rows, kind=kind, scenario="requests=10", verb=FLOOR_BOTO3)
-        pairs = [("requests=10", "getRequestStatus", gs, fl)]
-        fl10 = find(rows, kind=kind, scenario="machines=10", verb=FLOOR_BOTO3)
-        for verb in ("requestMachines", "requestReturnMachines"):
-            pairs.append(("machines=10", verb,
-                          find(rows, kind=kind, scenario="machines=10", verb=verb), fl10))
-        for scenario, verb, row, base in pairs:
-            name = f"{kind}: {verb}, {scenario} <= {FLOOR_RATIO}x one-call boto3 floor"
-            if row and base:
-                ratio = row["median_s"] / base["median_s"]
-                add(name, ratio <= FLOOR_RATIO,
-                    f"{row['median_s']:.3f}s / {base['median_s']:.3f}s = {ratio:.2f}x (medians, "
-                    "interleaved)")
-            else:
-                add(name, None, f"scenario {scenario} not run")
-        per_n = {r["scale"]: r["calls"].get("DescribeInstances", 0) for r in rows
-                 if r["kind"] == kind and r["verb"] == "getRequestStatus"
-                 and r["scenario"].startswith("requests=")}
-        if len(per_n) > 1:
-            add(f"{kind}: getRequestStatus DescribeInstances calls do not grow with requests",
-                len(set(per_n.values())) == 1,
-                ", ".join(f"{n} requests: {c}" for n, c in sorted(per_n.items())))
-        for r in rows:
-            if r["kind"] == kind and r["verb"] == "getRequestStatus" and \
-                    r["scenario"].startswith("machines="):
-                calls = r["calls"].get("DescribeInstances", 0)
-                most = max(1, math.ceil(r["scale"] / DESCRIBE_PAGE))
-                add(f"{kind}: getRequestStatus, {r['scale']} machines: <= 1 DescribeInstances "
-                    f"page per {DESCRIBE_PAGE}", calls <= most,
-                    f"{calls} DescribeInstances (at most {most}); all calls {r['calls']}")
-    for kind in kinds:
-        big = [r for r in rows if r["kind"] == kind and r["scenario"] == f"machines={BIG}"
-               and r["verb"] != FLOOR_BOTO3]
-        for verb in ("requestMachines", "getRequestStatus", "requestReturnMachines"):
-            r = find(big, verb=verb)
-            if r:
-                add(f"{kind}: {verb}, {BIG} machines: own time < {BIG_OWN_S:g}s",
-                    r["own_median_s"] < BIG_OWN_S,
-                    f"own {r['own_median_s']:.2f}s (cpu {r['cpu_median_s']:.2f}s), moto "
-                    f"{r['moto_median_s']:.2f}s; {r['calls']}")
-        if big:
-            worst = max(big, key=lambda r: r["rss_max_mb"])
-            add(f"{kind}: peak RSS at {BIG} machines < {BIG_RSS_MB} MB",
-                worst["rss_max_mb"] < BIG_RSS_MB,
-                f"{worst['rss_max_mb']:.0f} MB ({worst['verb']})")
-        for r in rows:
-            if r["kind"] == kind and r["verb"] == "requestReturnMachines":
-                calls = r["calls"].get("DescribeInstances", 0)
-                most = max(1, math.ceil(r["scale"] / DESCRIBE_PAGE))
-                add(f"{kind}: requestReturnMachines, {r['scale']} machines: <= 1 "
-                    f"DescribeInstances per {DESCRIBE_PAGE}", calls <= most,
-                    f"{calls} DescribeInstances (at most {most}); all calls {r['calls']}")
-        rm = find(rows, kind=kind, scenario="machines=5000", verb="requestMachines")
-        if rm is None:
-            continue
-        inside = rm["max_s"] <= ACTION_TIMEOUT / 2
-        if kind == "RunInstances":
-            want = math.ceil(5000 / RUN_INSTANCES_BATCH)
-            got = rm["calls"].get("RunInstances", 0)
-            add("RunInstances: requestMachines 5000 in batched calls", got == want,
-                f"{got} RunInstances calls (expected {want}, batch {RUN_INSTANCES_BATCH})")
-        else:
-            add(f"{kind}: requestMachines 5000 calls", None, f"{rm['calls']}")
-        add(f"{kind}: requestMachines 5000 well inside {ACTION_TIMEOUT}s (< half)", inside,
-            f"max {rm['max_s']:.1f}s of which moto {rm['moto_median_s']:.1f}s (median)")
-    for s in scenarios:
-        if s.get("state_bytes"):
-            machines = s.get("machines", s["scale"])
-            add(f"{s['kind']}: state file at {s['scenario']}", None,
-                f"{s['state_bytes']:,} bytes ({s['state_bytes'] / max(machines, 1):.0f} "
-                "bytes per machine)")
-    return out
-
-
 # --------------------------------------------------------------------------- output
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """Each row's median over the floors': ``python -c pass``, and the stock boto3 one-call
     script measured beside it (its own scenario's, else the empty-account one)."""
-    plain = find(rows, verb=FLOOR_PASS)
+    find, boto3_floor = scenarios.find, scenarios.FLOOR_BOTO3
+    plain = find(rows, verb=scenarios.FLOOR_PASS)
     for r in rows:
-        boto = (find(rows, kind=r["kind"], scenario=r["scenario"], verb=FLOOR_BOTO3)
-                or find(rows, scenario="floor", verb=FLOOR_BOTO3))
+        boto = (find(rows, kind=r["kind"], scenario=r["scenario"], verb=boto3_floor)
+                or find(rows, scenario="floor", verb=boto3_floor))
         r["x_pass"] = round(r["median_s"] / plain["median_s"], 2) if plain else None
         r["x_boto3"] = round(r["median_s"] / boto["median_s"], 2) if boto else None
 
@@ -714,8 +388,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         return [int(x) for x in text.split(",") if x.strip()] if text is not None \
             else list(default)
 
-    args.scales = ints(args.scales, (1, 10, 100) if args.quick else MACHINE_SCALES)
-    args.requests = ints(args.requests, (1, 10) if args.quick else REQUEST_SCALES)
+    args.scales = ints(args.scales, scenarios.QUICK_MACHINE_SCALES if args.quick
+                       else scenarios.MACHINE_SCALES)
+    args.requests = ints(args.requests, scenarios.QUICK_REQUEST_SCALES if args.quick
+                         else scenarios.REQUEST_SCALES)
     args.runs = args.runs or (3 if args.quick else 5)
     args.kinds = args.kinds.split(",") if args.kinds else list(KINDS)
     unknown = set(args.kinds) - set(KINDS)
@@ -729,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(sandbox.FAKE_CREDENTIALS)  # the bench's own boto3 client, loopback
     started = time.time()
     load_start = [round(x, 2) for x in os.getloadavg()]  # 1/5/15 min: others share the CPUs
-    moto = Moto()
+    index_moto_tags()
+    moto = SandboxServer()
     bench = Bench(args, moto)
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the helper and its child are stopped
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -737,14 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     error = None
     try:
         say(f"moto at {moto.url}, work in {bench.tmp}")
-        bench.floors()
-        for kind in args.kinds:
-            for count in args.requests:
-                say(f"{kind}: {count} open requests")
-                bench.requests(kind, count)
-            for scale in args.scales:
-                say(f"{kind}: {scale} machines")
-                bench.machines(kind, scale)
+        for what, scenario in scenarios.plan(args.kinds, args.requests, args.scales):
+            say(what)
+            scenario(bench)
     except (BenchError, KeyboardInterrupt) as exc:
         error = f"{type(exc).__name__}: {exc}"
         say(f"stopped: {error}")
@@ -754,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(bench.tmp, ignore_errors=True)
     rows = [c.summary() for c in bench.cells if c.samples]
     add_ratios(rows)
-    goals = targets(rows, bench.scenarios, args.kinds)
+    goals = scenarios.targets(rows, bench.scenarios, args.kinds)
     elapsed = time.time() - started
     import boto3
     import moto as moto_pkg

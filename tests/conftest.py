@@ -7,6 +7,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.support.fixtures import hf, moto_server  # noqa: F401  (shared by every suite)
+
 
 @pytest.fixture(autouse=True)
 def _drop_plugin_log_handlers() -> Iterator[None]:

@@ -18,9 +18,8 @@ import pytest
 from hostfactory_aws import context, records
 from hostfactory_aws.admin import sandbox
 from hostfactory_aws.cloud import session
-
-REGION = "us-east-1"
-
+from tests.support.hostfactory import HostFactory
+from tests.support.server import REGION
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +168,34 @@ def described(ec2: Any) -> Callable[[list[str]], dict[str, dict[str, Any]]]:
 
     return get
 
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A moto of this test alone (no default AMIs: they cost seconds per fresh backend), fake
+    credentials, nothing real; the value is the test's own boto3 EC2 client on it."""
+    from moto import mock_aws
+
+    for key, value in sandbox.FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    sandbox.make_moto_faithful()
+    with mock_aws():
+        import boto3
+
+        yield boto3.client("ec2", region_name=REGION)
+
+
+@pytest.fixture
+def inst(aws: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> HostFactory:
+    """A HostFactory installation over ``aws``, its verbs run in this process
+    (``HostFactory.invoke``); its env is also this process's env (the admin command
+    resolves its dirs from os.environ)."""
+    install = HostFactory(tmp_path, ec2=aws)
+    for key in ("HF_PROVIDER_NAME", "HF_PROVIDER_CONFDIR", "HF_PROVIDER_WORKDIR",
+                "HF_PROVIDER_LOGDIR"):
+        monkeypatch.setenv(key, install.env[key])
+    return install

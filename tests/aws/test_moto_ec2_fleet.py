@@ -9,6 +9,7 @@ import pytest
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud.apis import ec2_fleet
 from hostfactory_aws.errors import AwsError
+from tests.support.faults import fail_on
 
 
 @pytest.fixture
@@ -127,14 +128,7 @@ def test_create_fleet_refused_deletes_the_launch_template(
         rid: str, make_ctx: Any, ec2: Any, fleet_template: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = make_ctx(fleet_template)
-    real = ctx.aws.call
-
-    def refuse(service: str, operation: str, **params: Any) -> dict[str, Any]:
-        if operation == "CreateFleet":
-            raise AwsError(operation, "UnauthorizedOperation", "not allowed", "fatal")
-        return real(service, operation, **params)
-
-    monkeypatch.setattr(ctx.aws, "call", refuse)
+    fail_on(monkeypatch, "CreateFleet", "UnauthorizedOperation", "fatal", "not allowed")
     with pytest.raises(AwsError, match="UnauthorizedOperation"):
         launch(ctx, rid, 2)
     assert ctx.aws.calls["CreateLaunchTemplate"] == 1

@@ -19,6 +19,7 @@ from hostfactory_aws.verbs import (
     request_machines,
     request_return_machines,
 )
+from tests.support.faults import fail_on
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -100,32 +101,18 @@ def test_bad_request_input(make_ctx: Any, template: Any, data: dict[str, Any]) -
 def test_failed_launch_leaves_the_state_as_it_was(make_ctx: Any, template: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = make_ctx(template(maxNumber=2))
-    real = ctx.aws.call
-
-    def refuse(service: str, operation: str, **params: Any) -> dict[str, Any]:
-        if operation == "RunInstances":
-            raise AwsError(operation, "UnauthorizedOperation", "not allowed", "fatal")
-        return real(service, operation, **params)
-
-    monkeypatch.setattr(ctx.aws, "call", refuse)
-    with pytest.raises(AwsError, match="UnauthorizedOperation"):
-        ask(ctx, "OnDemand", 2)
-    assert state.read(ctx.state_path)["requests"] == {}
-    monkeypatch.setattr(ctx.aws, "call", real)
+    with monkeypatch.context() as refused:
+        fail_on(refused, "RunInstances", "UnauthorizedOperation", "fatal", "not allowed")
+        with pytest.raises(AwsError, match="UnauthorizedOperation"):
+            ask(ctx, "OnDemand", 2)
+        assert state.read(ctx.state_path)["requests"] == {}
     assert ask(ctx, "OnDemand", 2)["requestId"]  # the capacity was not kept reserved
 
 
 def test_unknown_outcome_keeps_the_record(make_ctx: Any, template: Any,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = make_ctx(template(maxNumber=2))
-    real = ctx.aws.call
-
-    def lost_reply(service: str, operation: str, **params: Any) -> dict[str, Any]:
-        if operation == "RunInstances":
-            raise AwsError(operation, "ReadTimeoutError", "read timed out", "unknown")
-        return real(service, operation, **params)
-
-    monkeypatch.setattr(ctx.aws, "call", lost_reply)
+    fail_on(monkeypatch, "RunInstances", "ReadTimeoutError", "unknown", "read timed out")
     answer = ask(ctx, "OnDemand", 2)
     assert "outcome unknown" in answer["message"]
     rec = state.read(ctx.state_path)["requests"][answer["requestId"]]

@@ -1,42 +1,34 @@
-"""Fixtures for the admin command's tests (helpers in clisupport.py).
+"""The admin command's installations: Symphony's layout and LSF's, with one template.
 
-One moto server on 127.0.0.1 for the session; each test gets a fresh moto (reset) and a
-fresh installation in tmp_path.
+A fresh moto behind the shared sandbox server (tests/support) for each test.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.support.hostfactory import HostFactory
+from tests.support.server import SandboxServer
 
-from clisupport import Server, Site  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def server() -> Any:
-    srv = Server()
-    yield srv
-    srv.server.shutdown()
+def _site(moto_server: SandboxServer, root: Path, lsf: bool) -> HostFactory:
+    moto_server.reset()
+    site = HostFactory(root, moto_server, lsf=lsf, config={"AWS_REQUEST_RETRY_ATTEMPTS": 0},
+                       templates=[])
+    site.write_templates([site.template("Plain")])
+    moto_server.reset_calls()
+    return site
 
 
 @pytest.fixture
-def site(server: Server, tmp_path: Path) -> Site:
+def site(moto_server: SandboxServer, tmp_path: Path) -> HostFactory:
     """A fresh moto and a fresh Symphony-style installation."""
-    server.reset()
-    s = Site(tmp_path, server)
-    server.reset_calls()
-    return s
+    return _site(moto_server, tmp_path, lsf=False)
 
 
 @pytest.fixture
-def lsf_site(server: Server, tmp_path: Path) -> Site:
+def lsf_site(moto_server: SandboxServer, tmp_path: Path) -> HostFactory:
     """A fresh moto and a fresh LSF resource connector installation (PRO_* variables)."""
-    server.reset()
-    s = Site(tmp_path, server, lsf=True)
-    server.reset_calls()
-    return s
+    return _site(moto_server, tmp_path, lsf=True)

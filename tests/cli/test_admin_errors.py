@@ -5,34 +5,33 @@ from __future__ import annotations
 import json
 import subprocess
 
-from clisupport import PROVIDER, SCRIPTS, Site
-
 from hostfactory_aws import __version__
 from hostfactory_aws.admin import check_aws
 from hostfactory_aws.errors import AwsError
+from tests.support.hostfactory import PROVIDER, SCRIPTS, HostFactory
 
 
-def test_a_failure_reaches_the_log_at_log_level_warn(site: Site) -> None:
+def test_a_failure_reaches_the_log_at_log_level_warn(site: HostFactory) -> None:
     site.write_config(LogLevel="WARN")
-    code, answer = site.script("requestMachines", {"template": {"templateId": "Nope",
+    code, answer = site.call("requestMachines", {"template": {"templateId": "Nope",
                                                                 "machineCount": 1}})
     assert code == 1
     log = site.log_text()
     assert "ERROR" in log and "requestMachines" in log and "FAILED" in log
     assert f"(v{__version__})" in log and "Nope" in log
-    ok_code, _ = site.script("getAvailableTemplates", {})
+    ok_code, _ = site.call("getAvailableTemplates", {})
     assert ok_code == 0
     assert site.log_text().count("getAvailableTemplates") == 0  # INFO stays off at WARN
 
 
-def test_the_call_record_carries_the_version(site: Site) -> None:
+def test_the_call_record_carries_the_version(site: HostFactory) -> None:
     site.ok("getAvailableTemplates", {})
     line = [x for x in site.log_text().splitlines() if "getAvailableTemplates" in x][-1]
     assert "-> ok in" in line and f"(v{__version__})" in line
 
 
 def test_an_unwritable_log_dir_still_answers_and_says_in_one_line_what_to_fix(
-        site: Site) -> None:
+        site: HostFactory) -> None:
     """The log is for people; HostFactory needs the answer. With no log dir the verb answers,
     and its log lines go to stderr, the first naming the dir and the variable to fix."""
     blocker = site.root / "a-file"
@@ -50,7 +49,7 @@ def test_an_unwritable_log_dir_still_answers_and_says_in_one_line_what_to_fix(
     assert "Traceback" not in proc.stderr
 
 
-def test_an_unwritable_work_dir_is_one_line_naming_it(site: Site) -> None:
+def test_an_unwritable_work_dir_is_one_line_naming_it(site: HostFactory) -> None:
     blocker = site.root / "a-file"
     blocker.write_text("not a dir")
     site.env["HF_PROVIDER_WORKDIR"] = str(blocker / "work")
@@ -66,7 +65,7 @@ def test_an_unwritable_work_dir_is_one_line_naming_it(site: Site) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_validate_aws_stops_at_the_first_credentials_failure(site: Site) -> None:
+def test_validate_aws_stops_at_the_first_credentials_failure(site: HostFactory) -> None:
     site.write_templates([site.template(f"T{i}") for i in range(6)])
     env = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                            "AWS_SECURITY_TOKEN")}
@@ -86,7 +85,7 @@ def test_credential_and_endpoint_failures_stop_the_checks() -> None:
                                             "fatal"))
 
 
-def test_orphans_exits_non_zero_when_it_finds_some(site: Site) -> None:
+def test_orphans_exits_non_zero_when_it_finds_some(site: HostFactory) -> None:
     ec2 = site.server.ec2
     ec2.run_instances(ImageId=site.image_id, MinCount=1, MaxCount=1, InstanceType="m5.large",
                       TagSpecifications=[{"ResourceType": "instance", "Tags": [

@@ -9,7 +9,8 @@ import sys
 from typing import Any
 
 import pytest
-from clisupport import PROVIDER, ROOT, Site, lines
+
+from tests.support.hostfactory import PROVIDER, ROOT, HostFactory, lines
 
 COMMANDS = ("getAvailableTemplates", "requestMachines", "getRequestStatus",
             "requestReturnMachines", "getReturnRequests", "templates", "validate", "doctor",
@@ -45,7 +46,7 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
     assert "usage: hostfactory-aws" in proc.stderr
 
 
-def test_the_five_verbs_answer_as_the_scripts_do(site: Site) -> None:
+def test_the_five_verbs_answer_as_the_scripts_do(site: HostFactory) -> None:
     """Same JSON as scripts/<verb>.sh, by -f FILE and by standard input."""
     via_script = site.ok("getAvailableTemplates", {})
     proc = site.cli("getAvailableTemplates")
@@ -79,13 +80,13 @@ def test_the_five_verbs_answer_as_the_scripts_do(site: Site) -> None:
     assert terminated in ("shutting-down", "terminated")
 
 
-def _cli_json(site: Site, verb: str, payload: Any) -> dict[str, Any]:
+def _cli_json(site: HostFactory, verb: str, payload: Any) -> dict[str, Any]:
     proc = site.cli(verb, stdin=json.dumps(payload))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
 
 
-def test_a_failing_verb_still_prints_one_json_document(site: Site) -> None:
+def test_a_failing_verb_still_prints_one_json_document(site: HostFactory) -> None:
     proc = site.cli("requestMachines", stdin=json.dumps(
         {"template": {"templateId": "Nope", "machineCount": 1}}))
     assert proc.returncode == 1
@@ -93,7 +94,7 @@ def test_a_failing_verb_still_prints_one_json_document(site: Site) -> None:
     assert "unknown template 'Nope'" in answer["message"]
 
 
-def test_templates_table_and_json(site: Site) -> None:
+def test_templates_table_and_json(site: HostFactory) -> None:
     site.write_templates([site.template("Plain"),
                           site.template("Big", vmType="m5.xlarge", maxNumber=-1,
                                         attributes={"ncpus": 4})])
@@ -112,7 +113,7 @@ def test_templates_table_and_json(site: Site) -> None:
     assert [t["templateId"] for t in json.loads(proc.stdout)["templates"]] == ["Plain", "Big"]
 
 
-def test_templates_with_a_broken_template_is_one_line_on_stderr(site: Site) -> None:
+def test_templates_with_a_broken_template_is_one_line_on_stderr(site: HostFactory) -> None:
     site.write_templates([site.template("Plain", maxNumber="x"), site.template("Good")])
     proc = site.cli("templates")
     assert proc.returncode == 1
@@ -123,7 +124,7 @@ def test_templates_with_a_broken_template_is_one_line_on_stderr(site: Site) -> N
     assert "template 'Plain': maxNumber" in err[0]
 
 
-def test_status_shows_open_requests_and_machines_by_state(site: Site) -> None:
+def test_status_shows_open_requests_and_machines_by_state(site: HostFactory) -> None:
     rid = site.ok("requestMachines", {"template": {"templateId": "Plain",
                                                     "machineCount": 3}})["requestId"]
     machines = site.ok("getRequestStatus", {"requests": [{"requestId": rid}]}
@@ -168,7 +169,7 @@ def test_status_shows_open_requests_and_machines_by_state(site: Site) -> None:
         assert m["machineId"] in proc.stdout
 
 
-def test_status_with_nothing_open(site: Site) -> None:
+def test_status_with_nothing_open(site: HostFactory) -> None:
     proc = site.cli("status")
     assert proc.returncode == 0
     assert lines(proc.stdout)[0] == f"no open requests in {site.state_path}"
@@ -177,7 +178,7 @@ def test_status_with_nothing_open(site: Site) -> None:
 STUCK = "req-5e1f0c2a-0b6c-4d1e-9a47-3c2b1d0e9f81"
 
 
-def test_doctor_and_status_show_a_stuck_cleanup_and_why(site: Site) -> None:
+def test_doctor_and_status_show_a_stuck_cleanup_and_why(site: HostFactory) -> None:
     data = {"version": 1, "requests": {STUCK: {
         "kind": "create", "templateId": "Plain", "units": 1, "api": "EC2Fleet",
         "createdAt": 1.0, "launch": "done", "instances": {}, "fleetIds": ["fleet-1234"],

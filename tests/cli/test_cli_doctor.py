@@ -7,7 +7,7 @@ import re
 import socket
 from typing import Any
 
-from clisupport import ACCOUNT, PROVIDER, Site, lines
+from tests.support.hostfactory import ACCOUNT, PROVIDER, HostFactory, lines
 
 
 def _by_check(stdout: str) -> dict[str, str]:
@@ -19,7 +19,7 @@ def _by_check(stdout: str) -> dict[str, str]:
     return out
 
 
-def test_healthy_install(site: Site) -> None:
+def test_healthy_install(site: HostFactory) -> None:
     proc = site.cli("doctor")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = _by_check(proc.stdout)
@@ -45,7 +45,7 @@ def test_healthy_install(site: Site) -> None:
     assert calls.get("GetCallerIdentity") == 1 and calls.get("DescribeInstances") == 1
 
 
-def test_unwritable_work_dir_fails_with_a_fix(site: Site) -> None:
+def test_unwritable_work_dir_fails_with_a_fix(site: HostFactory) -> None:
     blocker = site.root / "not-a-dir"
     blocker.write_text("a file where the work dir should be")
     proc = site.cli("doctor", env={"HF_PROVIDER_WORKDIR": str(blocker / "work")})
@@ -59,7 +59,7 @@ def test_unwritable_work_dir_fails_with_a_fix(site: Site) -> None:
     assert lines(proc.stdout)[-1].endswith(", 1 failed")
 
 
-def test_unreachable_endpoint_fails_ec2_only(site: Site) -> None:
+def test_unreachable_endpoint_fails_ec2_only(site: HostFactory) -> None:
     """AWS_ENDPOINT_URL is EC2's endpoint (IBM's meaning); STS keeps its own (here moto's,
     through botocore's AWS_ENDPOINT_URL_STS)."""
     with socket.socket() as s:  # a loopback port nobody listens on
@@ -79,7 +79,7 @@ def test_unreachable_endpoint_fails_ec2_only(site: Site) -> None:
     assert [c["check"] for c in doc["checks"] if c["status"] == "FAIL"] == ["ec2"]
 
 
-def _doctor_with_typo(site: Site, config: dict[str, Any]) -> dict[str, str]:
+def _doctor_with_typo(site: HostFactory, config: dict[str, Any]) -> dict[str, str]:
     """doctor over a config with the misspelt LogLevl: exit 1, the key named with a hint."""
     site.config_path.write_text(json.dumps({**config, "LogLevl": "INFO"}))
     proc = site.cli("doctor")
@@ -91,20 +91,20 @@ def _doctor_with_typo(site: Site, config: dict[str, Any]) -> dict[str, str]:
     return checks
 
 
-def test_invalid_config_fails_and_skips_the_aws_checks(site: Site) -> None:
+def test_invalid_config_fails_and_skips_the_aws_checks(site: HostFactory) -> None:
     checks = _doctor_with_typo(site, {})
     assert "'AWS_REGION' is required" in checks["config file"]
     assert checks["identity"].startswith("SKIP ")
     assert site.server.calls() == {}
 
 
-def test_unknown_config_key_is_reported_but_not_fatal_to_the_checks(site: Site) -> None:
+def test_unknown_config_key_is_reported_but_not_fatal_to_the_checks(site: HostFactory) -> None:
     """Issue 13: the verbs run with an unknown key, so doctor reports it and goes on."""
     checks = _doctor_with_typo(site, json.loads(site.config_path.read_text()))
     assert checks["identity"].startswith("OK ")
 
 
-def test_lsf_install_is_recognised(lsf_site: Site) -> None:
+def test_lsf_install_is_recognised(lsf_site: HostFactory) -> None:
     proc = lsf_site.cli("doctor")
     assert proc.returncode == 0, proc.stdout
     checks = _by_check(proc.stdout)

@@ -13,14 +13,14 @@ import subprocess
 from typing import Any
 
 import pytest
-from clisupport import PROVIDER, Site, tags_of
 
 from hostfactory_aws.cloud import launch_spec
+from tests.support.hostfactory import PROVIDER, HostFactory, tags_of
 
 BOOT = "#!/bin/bash\necho booting >> /var/log/boot.log\n"
 
 
-def _setup(site: Site) -> None:
+def _setup(site: HostFactory) -> None:
     (site.conf_dir / "boot.sh").write_text(BOOT)
     site.write_templates([
         site.template("LsfScript", attributes={"type": ["String", "X86_64"]}, priority=10,
@@ -40,7 +40,7 @@ def _run_exports(script: str, *names: str) -> str:
     return proc.stdout
 
 
-def _wait(site: Site, rid: str) -> dict[str, Any]:
+def _wait(site: HostFactory, rid: str) -> dict[str, Any]:
     for _ in range(6):
         answer = site.ok("getRequestStatus", {"requests": [{"requestId": rid}]})["requests"][0]
         if answer["status"] != "running":
@@ -48,7 +48,7 @@ def _wait(site: Site, rid: str) -> dict[str, Any]:
     raise AssertionError(f"{rid} still running: {answer}")
 
 
-def test_lsf_cycle_through_the_scripts(lsf_site: Site) -> None:
+def test_lsf_cycle_through_the_scripts(lsf_site: HostFactory) -> None:
     site = lsf_site
     _setup(site)
     templates = {t["templateId"]: t for t in site.ok("getAvailableTemplates", {})["templates"]}
@@ -114,11 +114,11 @@ def test_lsf_cycle_through_the_scripts(lsf_site: Site) -> None:
     ({"BAD-KEY": "x"}, "userData.BAD-KEY"),
     ({"OK": {"nested": 1}}, "userData.OK"),
 ])
-def test_bad_user_data_is_refused_naming_the_key(lsf_site: Site, user_data: dict[str, Any],
+def test_bad_user_data_is_refused_naming_the_key(lsf_site: HostFactory, user_data: dict[str, Any],
                                                  named: str) -> None:
     site = lsf_site
     _setup(site)
-    code, answer = site.script("requestMachines", {
+    code, answer = site.call("requestMachines", {
         "template": {"templateId": "LsfBare", "machineCount": 1}, "userData": user_data})
     assert code == 1
     assert answer["message"].startswith(named), answer
@@ -128,11 +128,11 @@ def test_bad_user_data_is_refused_naming_the_key(lsf_site: Site, user_data: dict
     assert state["requests"] == {}
 
 
-def test_user_data_cannot_go_into_a_non_shell_script(lsf_site: Site) -> None:
+def test_user_data_cannot_go_into_a_non_shell_script(lsf_site: HostFactory) -> None:
     site = lsf_site
     (site.conf_dir / "cloud.yaml").write_text("#cloud-config\nruncmd: [true]\n")
     site.write_templates([site.template("Cloud", userDataScript="cloud.yaml")])
-    code, answer = site.script("requestMachines", {
+    code, answer = site.call("requestMachines", {
         "template": {"templateId": "Cloud", "machineCount": 1}, "userData": {"A": "b"}})
     assert code == 1
     assert "shell '#!' line" in answer["message"] and "template 'Cloud'" in answer["message"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from clisupport import Site, lines
+from tests.support.hostfactory import PROVIDER, HostFactory, lines
 
 
-def _invalid(site: Site, *args: str) -> list[str]:
+def _invalid(site: HostFactory, *args: str) -> list[str]:
     proc = site.cli("validate", *args)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     err = lines(proc.stderr)
@@ -16,7 +16,7 @@ def _invalid(site: Site, *args: str) -> list[str]:
     return lines(proc.stdout)
 
 
-def test_valid_files_pass_and_are_named(site: Site) -> None:
+def test_valid_files_pass_and_are_named(site: HostFactory) -> None:
     site.write_templates([site.template("A"), site.template("B", vmType="c5.xlarge")])
     proc = site.cli("validate")
     assert proc.returncode == 0, proc.stderr
@@ -27,7 +27,7 @@ def test_valid_files_pass_and_are_named(site: Site) -> None:
     assert site.server.calls() == {}, "offline validation must not call AWS"
 
 
-def test_templates_file_not_json(site: Site) -> None:
+def test_templates_file_not_json(site: HostFactory) -> None:
     site.write_templates(None, raw='{"templates": [ {"templateId": "A",} ]}')
     out = _invalid(site)
     assert len(out) == 1
@@ -35,14 +35,14 @@ def test_templates_file_not_json(site: Site) -> None:
     assert "line 1" in out[0]
 
 
-def test_unknown_field_gets_a_suggestion(site: Site) -> None:
+def test_unknown_field_gets_a_suggestion(site: HostFactory) -> None:
     site.write_templates([site.template("A", instanceTag="Project=x")])
     out = _invalid(site)
     assert out == [f"{site.templates_path}: template 'A': unknown field 'instanceTag' "
                    "(did you mean 'instanceTags'?)"]
 
 
-def test_schema_type_error_names_template_and_field(site: Site) -> None:
+def test_schema_type_error_names_template_and_field(site: HostFactory) -> None:
     site.write_templates([site.template("A"), site.template("B", maxNumber="ten")])
     out = _invalid(site)
     assert len(out) == 1
@@ -50,7 +50,7 @@ def test_schema_type_error_names_template_and_field(site: Site) -> None:
     assert "'ten'" in out[0] and "integer" in out[0]
 
 
-def test_combination_aws_would_reject(site: Site) -> None:
+def test_combination_aws_would_reject(site: HostFactory) -> None:
     bad = site.template("W", vmType=None, vmTypes={"m5.large": 1, "m5.xlarge": 2},
                         providerApi="RunInstances")
     site.write_templates([site.template("A"), bad])
@@ -60,7 +60,7 @@ def test_combination_aws_would_reject(site: Site) -> None:
     assert "RunInstances" in out[0]
 
 
-def test_missing_user_data_script(site: Site) -> None:
+def test_missing_user_data_script(site: HostFactory) -> None:
     site.write_templates([site.template("A", userDataScript="boot.sh")])
     out = _invalid(site)
     assert out == [f"{site.templates_path}: template 'A': userDataScript: no such file "
@@ -69,7 +69,7 @@ def test_missing_user_data_script(site: Site) -> None:
     assert site.cli("validate").returncode == 0
 
 
-def test_every_problem_of_both_files_one_line_each(site: Site) -> None:
+def test_every_problem_of_both_files_one_line_each(site: HostFactory) -> None:
     site.config_path.write_text(json.dumps({"AWS_REGOIN": "us-east-1"}))
     site.write_templates([site.template("A", maxNumber=-5),
                           site.template("B", keyNmae="k")])
@@ -84,7 +84,7 @@ def test_every_problem_of_both_files_one_line_each(site: Site) -> None:
                for x in tpl)
 
 
-def test_json_output(site: Site) -> None:
+def test_json_output(site: HostFactory) -> None:
     site.write_templates([site.template("A", priceType="cheap")])
     proc = site.cli("validate", "--json")
     assert proc.returncode == 1
@@ -99,9 +99,9 @@ def test_json_output(site: Site) -> None:
         "problems": [], "templateIds": ["A"]}
 
 
-def test_provider_named_files_win(site: Site) -> None:
+def test_provider_named_files_win(site: HostFactory) -> None:
     """IBM copies awsprov_templates.json to <provider>prov_templates.json: that one is read."""
-    named = site.conf_dir / "awscliprov_templates.json"
+    named = site.conf_dir / f"{PROVIDER}prov_templates.json"
     named.write_text(json.dumps({"templates": [site.template("Named", maxNumber="x")]}))
     out = _invalid(site)
     assert out[0].startswith(f"{named}: template 'Named': maxNumber")

@@ -6,12 +6,12 @@ import json
 import re
 from typing import Any
 
-from clisupport import ACCOUNT, Site, lines
+from tests.support.hostfactory import ACCOUNT, HostFactory, lines
 
 PROFILE, ROLE, KEY = "grid-compute", "grid-spot-fleet", "grid-admin"
 
 
-def _resources(site: Site) -> dict[str, str]:
+def _resources(site: HostFactory) -> dict[str, str]:
     """A key pair, security group, instance profile (with a role) and a fleet role in moto."""
     ec2, iam = site.server.ec2, site.server.client("iam")
     ec2.create_key_pair(KeyName=KEY)
@@ -28,7 +28,7 @@ def _resources(site: Site) -> dict[str, str]:
             "profile_arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/{PROFILE}"}
 
 
-def _templates(site: Site, res: dict[str, str]) -> list[dict[str, Any]]:
+def _templates(site: HostFactory, res: dict[str, str]) -> list[dict[str, Any]]:
     return [
         site.template("RI", keyName=KEY, securityGroupIds=[res["sg"]], instanceProfile=PROFILE,
                       rootDeviceVolumeSize=20, userData="#!/bin/bash\ntrue\n"),
@@ -51,7 +51,7 @@ def _rows(stdout: str) -> list[tuple[str, str, str, str]]:
     return rows  # type: ignore[return-value]
 
 
-def test_all_resources_exist_and_dry_runs_pass(site: Site) -> None:
+def test_all_resources_exist_and_dry_runs_pass(site: HostFactory) -> None:
     res = _resources(site)
     site.write_templates(_templates(site, res))
     site.server.reset_calls()
@@ -109,7 +109,7 @@ MISSING = {
 }
 
 
-def test_each_missing_resource_fails_its_own_template_only(site: Site) -> None:
+def test_each_missing_resource_fails_its_own_template_only(site: HostFactory) -> None:
     """One template per missing kind, plus a good one, checked in one run (batched)."""
     res = _resources(site)
     good = site.template("Good", keyName=KEY, securityGroupIds=[res["sg"]],
@@ -140,10 +140,10 @@ def test_each_missing_resource_fails_its_own_template_only(site: Site) -> None:
                     "checks failed", err[-1]), err
 
 
-def test_missing_permission_is_named(site: Site) -> None:
+def test_missing_permission_is_named(site: HostFactory) -> None:
     site.write_templates([site.template("A", instanceProfile=PROFILE)])
     _resources(site)
-    site.server.deny.actions.add("RunInstances")
+    site.server.faults.deny("RunInstances")
     proc = site.cli("validate", "--aws")
     assert proc.returncode == 1
     rows = {(r[0], r[1]): r for r in _rows(proc.stdout)}
@@ -156,8 +156,8 @@ def test_missing_permission_is_named(site: Site) -> None:
                      proc.stderr, re.M)
 
 
-def test_a_describe_that_is_refused_fails_the_field_it_checks(site: Site) -> None:
-    site.server.deny.actions.add("DescribeSubnets")
+def test_a_describe_that_is_refused_fails_the_field_it_checks(site: HostFactory) -> None:
+    site.server.faults.deny("DescribeSubnets")
     proc = site.cli("validate", "--aws", "--json")
     assert proc.returncode == 1
     failed = [c for c in json.loads(proc.stdout)["checks"] if not c["ok"]]
@@ -165,7 +165,7 @@ def test_a_describe_that_is_refused_fails_the_field_it_checks(site: Site) -> Non
     assert failed[0]["detail"].startswith("could not check: UnauthorizedOperation")
 
 
-def test_invalid_files_stop_before_any_aws_call(site: Site) -> None:
+def test_invalid_files_stop_before_any_aws_call(site: HostFactory) -> None:
     site.write_templates([site.template("A", maxNumber="lots")])
     proc = site.cli("validate", "--aws")
     assert proc.returncode == 1
@@ -173,7 +173,7 @@ def test_invalid_files_stop_before_any_aws_call(site: Site) -> None:
     assert site.server.calls() == {}
 
 
-def test_unreachable_aws_is_one_line_not_a_wall_of_fails(site: Site) -> None:
+def test_unreachable_aws_is_one_line_not_a_wall_of_fails(site: HostFactory) -> None:
     import socket
 
     with socket.socket() as s:  # a loopback port nobody listens on

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clisupport import ROOT, Server
 
 from hostfactory_aws import __version__
 from hostfactory_aws.admin import sandbox
+from tests.support.hostfactory import ROOT, SandboxServer
 
 COPIED = ("hostfactory_aws", "scripts", "conf", "setup.cfg", "pyproject.toml", "README.md")
 
@@ -86,8 +86,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def grid(installed: dict[str, Path], server: Server) -> dict[str, Any]:
+def grid(installed: dict[str, Path], moto_server: SandboxServer) -> dict[str, Any]:
     """The plugin dir's own conf pointing at a fresh sandbox; work/ and log/ emptied."""
+    server = moto_server
     server.reset()
     plugin = installed["plugin"]
     for d in ("work", "log"):

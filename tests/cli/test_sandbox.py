@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clisupport import ROOT
+from tests.support.hostfactory import ROOT
 
 BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT),
             "HOSTFACTORY_AWS_PYTHON": sys.executable, "AWS_CONFIG_FILE": "/nonexistent",

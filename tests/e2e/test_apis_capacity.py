@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_apis_lifecycle import (
+
+from tests.e2e.test_apis_lifecycle import (
     EF_REQUEST,
     EF_WEIGHTED,
     WEIGHTS,

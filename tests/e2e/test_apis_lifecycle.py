@@ -12,17 +12,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import hfenv as _e2e  # noqa: E402
 import pytest
 
-INSTANCE_TAGS: dict[str, str] = _e2e.INSTANCE_TAGS
-PROVIDER: str = _e2e.PROVIDER
-PROVIDER_TAG: str = _e2e.PROVIDER_TAG
-REQUEST_TAG: str = _e2e.REQUEST_TAG
-RETURN_TAG: str = _e2e.RETURN_TAG
-TEMPLATE_TAG: str = _e2e.TEMPLATE_TAG
-HostFactory = _e2e.HostFactory
-tags_of = _e2e.tags_of
+from tests.support.hostfactory import (
+    INSTANCE_TAGS,
+    PROVIDER,
+    PROVIDER_TAG,
+    REQUEST_TAG,
+    RETURN_TAG,
+    TEMPLATE_TAG,
+    HostFactory,
+    tags_of,
+)
 
 FLEET_ROLE = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
 EF_REQUEST, EF_MAINTAIN = "EF-Request", "EF-Maintain"

@@ -12,11 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hfenv import CHANGING_ACTIONS, FLEET_OD, FLEET_SPOT, RI, HostFactory, MotoServer
+
+from tests.support.hostfactory import (
+    CHANGING_ACTIONS,
+    FLEET_OD,
+    FLEET_SPOT,
+    RI,
+    SCRIPTS,
+    HostFactory,
+    SandboxServer,
+    check_output,
+)
 
 
 @pytest.fixture(scope="module")
-def env(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> HostFactory:
+def env(moto_server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> HostFactory:
     """One environment for the module: none of its calls may change it."""
     moto_server.reset()
     hf = HostFactory(tmp_path_factory.mktemp("bad"), moto_server)
@@ -88,8 +98,6 @@ def test_input_file_missing(nothing_done: HostFactory) -> None:
 
 def _run_raw(env: HostFactory, verb: str, args: list[str]) -> tuple[int, dict[str, Any]]:
     import subprocess
-
-    from hfenv import SCRIPTS, check_output
 
     proc = subprocess.run([str(SCRIPTS / f"{verb}.sh"), *args], capture_output=True,
                           text=True, cwd=env.cwd, env=env.env, timeout=120,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hfenv import (
+
+from tests.support.hostfactory import (
     FLEET_OD,
     FLEET_SPOT,
     INSTANCE_TAGS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hfenv import PROVIDER_TAG, RI, HostFactory, tags_of
+from tests.support.hostfactory import PROVIDER_TAG, RI, HostFactory, tags_of
 
 
 def test_throttled_describe_is_retried(hf: HostFactory) -> None:

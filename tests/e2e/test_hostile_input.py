@@ -10,9 +10,9 @@ import subprocess
 from typing import Any, Iterator
 
 import pytest
-from hfenv import CHANGING_ACTIONS, RI, SCRIPTS, HostFactory, check_output
 
 from hostfactory_aws import inputs
+from tests.support.hostfactory import CHANGING_ACTIONS, RI, SCRIPTS, HostFactory, check_output
 
 UUID = "00000000-0000-4000-8000-000000000000"
 FORGED = "2026-01-01 00:00:00,000 1 INFO hostfactory_aws: FORGED LINE"

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from hfenv import PROVIDER, ROOT, HostFactory, tags_of
+
+from tests.support.hostfactory import PROVIDER, ROOT, HostFactory, tags_of
 
 CORPUS = ROOT / "tests" / "data" / "ibm"
 SYMPHONY_TAGS = {"company": "abc", "team": "xyz"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hfenv import FLEET_OD, FLEET_SPOT, RI, HostFactory
+from tests.support.hostfactory import FLEET_OD, FLEET_SPOT, RI, HostFactory
 
 
 def test_typos_leave_returns_and_other_templates_working(hf: HostFactory) -> None:

@@ -14,9 +14,10 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-import hfenv as _e2e
 import pytest
-from test_apis_lifecycle import EF_REQUEST, Owner, api_templates, launch_templates
+
+import tests.support.hostfactory as _e2e
+from tests.e2e.test_apis_lifecycle import EF_REQUEST, Owner, api_templates, launch_templates
 
 HostFactory = _e2e.HostFactory
 RI, FLEET_OD = _e2e.RI, _e2e.FLEET_OD

@@ -15,8 +15,9 @@ import time
 from typing import Any, Iterator
 
 import pytest
-from hfenv import FLEET_OD, PROVIDER_TAG, REQUEST_TAG, RI, HostFactory, tags_of
-from test_reliability_faults import record_figures
+
+from tests.e2e.test_reliability_faults import record_figures
+from tests.support.hostfactory import FLEET_OD, PROVIDER_TAG, REQUEST_TAG, RI, HostFactory, tags_of
 
 
 def running(hf: HostFactory) -> dict[str, dict[str, Any]]:

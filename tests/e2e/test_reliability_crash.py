@@ -19,10 +19,17 @@ import time
 from typing import Any
 
 import pytest
-from hfenv import PROVIDER_TAG, REQUEST_TAG, RI, HostFactory, check_output, tags_of
-from test_reliability_faults import record_figures, state_of, tagged
 
 from hostfactory_aws import state as statefile
+from tests.e2e.test_reliability_faults import record_figures, state_of, tagged
+from tests.support.hostfactory import (
+    PROVIDER_TAG,
+    REQUEST_TAG,
+    RI,
+    HostFactory,
+    check_output,
+    tags_of,
+)
 
 RUNS = 50
 # What starts the 0-400 ms countdown to the kill, so the kills land all along the call

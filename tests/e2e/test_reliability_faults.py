@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hfenv import FLEET_OD, REQUEST_TAG, RETURN_TAG, RI, WEIGHTS, HostFactory, tags_of
+
+from tests.support.hostfactory import (
+    FLEET_OD,
+    REQUEST_TAG,
+    RETURN_TAG,
+    RI,
+    WEIGHTS,
+    HostFactory,
+    tags_of,
+)
 
 FIGURES_FILE = "reliability-figures.json"
 # Figures that add up across tests into the totals of docs/reliability.md.

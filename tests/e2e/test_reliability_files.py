@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from hfenv import PROVIDER_TAG, REQUEST_TAG, RI, ROOT, HostFactory, tags_of
-from test_reliability_faults import record_figures
+
+from tests.e2e.test_reliability_faults import record_figures
+from tests.support.hostfactory import PROVIDER_TAG, REQUEST_TAG, RI, ROOT, HostFactory, tags_of
 
 
 def request_payload(count: int = 1) -> dict[str, Any]:

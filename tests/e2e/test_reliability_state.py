@@ -12,10 +12,10 @@ import sys
 from typing import Any
 
 import pytest
-from hfenv import RI, HostFactory
-from test_reliability_faults import record_figures, state_of, tagged
 
 from hostfactory_aws import state
+from tests.e2e.test_reliability_faults import record_figures, state_of, tagged
+from tests.support.hostfactory import RI, HostFactory
 
 GARBAGE = b'{"version": 1, "requests": {"req-\x00\xff trailing garbage'
 

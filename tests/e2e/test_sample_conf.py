@@ -13,7 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from hfenv import PROVIDER, REQUEST_TAG, ROOT, tags_of
+
+from tests.support.hostfactory import PROVIDER, REQUEST_TAG, ROOT, tags_of
 
 SAMPLE = json.loads((ROOT / "conf" / "awsprov_templates.json").read_text())["templates"]
 SANDBOX_ONLY = ("keyName", "instanceProfile")  # account objects the sandbox does not have

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from hfenv import CHANGING_ACTIONS, RI, HostFactory, tags_of
+from tests.support.hostfactory import CHANGING_ACTIONS, RI, HostFactory, tags_of
 
 
 def test_never_terminates_an_instance_it_did_not_launch(hf: HostFactory) -> None:

@@ -7,13 +7,18 @@ misbehave is the wire. A rule matches one AWS action and fires a given number of
   does when it throttles or refuses a call (nothing happened).
 - ``after=True``: let moto really do the call, then throw its answer away and send an error:
   the call happened but the caller never hears of it (a lost reply).
+
+``deny`` refuses an action until cleared, as EC2 does when the IAM policy lacks it.
+
+In-process tests (mock_aws) have no wire: ``fail_on`` makes cloud/session.py's Aws.call
+raise the AwsError it would raise for a refused, throttled or lost call.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 from xml.sax.saxutils import escape
 
 from hostfactory_aws.admin.sandbox import request_action
@@ -51,6 +56,9 @@ def error_body(code: str, message: str) -> bytes:
             "</Error></Errors><RequestID>hf-fault-injected</RequestID></Response>").encode()
 
 
+FOREVER = 2**31  # times: a rule that keeps firing until cleared
+
+
 class FaultInjector:
     """Wraps a WSGI app; ``add`` a rule from a test, ``clear`` between tests."""
 
@@ -69,6 +77,12 @@ class FaultInjector:
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def deny(self, action: str) -> Rule:
+        """Refuse ``action`` until cleared, as EC2 does when the IAM policy lacks it."""
+        return self.add(action, "UnauthorizedOperation", status=403, times=FOREVER,
+                        message="You are not authorized to perform this operation. "
+                                "Encoded authorization failure message: x")
 
     def clear(self) -> None:
         with self._lock:
@@ -109,3 +123,25 @@ class FaultInjector:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+if TYPE_CHECKING:  # bench/ uses this module without pytest
+    import pytest
+
+
+def fail_on(monkeypatch: pytest.MonkeyPatch, operation: str,
+            code: str = "UnauthorizedOperation", kind: str = "fatal", message: str = "") -> None:
+    """Every ``operation`` in this process fails as Aws.call reports it (counted, nothing
+    sent) while ``monkeypatch`` holds; every other operation reaches moto."""
+    from hostfactory_aws.cloud.session import Aws
+    from hostfactory_aws.errors import AwsError
+
+    real = Aws.call
+
+    def call(self: Aws, service: str, op: str, **params: Any) -> dict[str, Any]:
+        if op == operation:
+            self.calls[op] += 1
+            raise AwsError(op, code, message or f"injected {code}", kind)
+        return real(self, service, op, **params)
+
+    monkeypatch.setattr(Aws, "call", call)

@@ -8,8 +8,29 @@ imports before it can answer. Both are deterministic, so they are asserted exact
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import pytest
 
 from hostfactory_aws.cloud.apis.run_instances import BATCH
+from tests.support.hostfactory import HostFactory
+
+# Complete attributes (ncores too): getAvailableTemplates then needs no AWS call.
+ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
+              "ncores": ["Numeric", "1"], "nram": ["Numeric", "8192"]}
+
+
+def write_templates(hf: HostFactory, *templates: dict[str, Any]) -> None:
+    """Templates of no set size, over the sandbox's AMI and subnets; fields override."""
+    hf.write_templates([hf.template(t["templateId"], **{
+        "maxNumber": -1, "attributes": ATTRIBUTES, "vmType": None, **t}) for t in templates])
+
+
+@pytest.fixture(autouse=True)
+def _templates(hf: HostFactory) -> None:
+    write_templates(hf, {"templateId": "RI", "providerApi": "RunInstances", "vmType": "m5.large"},
+                    {"templateId": "Fleet", "providerApi": "EC2Fleet", "fleetType": "instant",
+                     "vmTypes": {"m5.large": 1}})
 
 
 def _status_input(ids: list[str]) -> dict:
@@ -63,8 +84,8 @@ def test_request_machines_launches_in_batches(hf) -> None:
 
 
 def test_available_templates_with_complete_attributes_need_no_aws(hf) -> None:
-    hf.work.mkdir(parents=True, exist_ok=True)  # the state exists: no missing-state sweep
-    (hf.work / "perf-state.json").write_text('{"version": 1, "requests": {}}')
+    hf.work_dir.mkdir(parents=True, exist_ok=True)  # the state exists: no missing-state sweep
+    hf.state_path.write_text('{"version": 1, "requests": {}}')
     first = hf.imports("getAvailableTemplates", {})
     answer, calls = hf.counted("getAvailableTemplates", {})
     steady = hf.imports("getAvailableTemplates", {})
@@ -78,10 +99,10 @@ def test_available_templates_with_complete_attributes_need_no_aws(hf) -> None:
 
 def test_changed_templates_are_checked_again_in_full(hf) -> None:
     hf.ok("getAvailableTemplates", {})  # the current files pass and are remembered
-    hf.write_templates([{"templateId": "RI", "providerApi": "RunInstances",
-                         "vmType": "m5.large", "maxNumbr": 3}])
+    write_templates(hf, {"templateId": "RI", "providerApi": "RunInstances",
+                         "vmType": "m5.large", "maxNumbr": 3})
 
-    code, answer, _ = hf.run("getAvailableTemplates", {})
+    code, answer = hf.call("getAvailableTemplates", {})
 
     assert code == 0  # an unknown key is ignored, and named (issue 13)
     assert [t["templateId"] for t in answer["templates"]] == ["RI"]
@@ -90,8 +111,8 @@ def test_changed_templates_are_checked_again_in_full(hf) -> None:
 
 
 def test_attributes_filled_from_aws_once_per_instance_type(hf) -> None:
-    hf.write_templates([{"templateId": "Bare", "providerApi": "RunInstances",
-                         "vmType": "m5.large", "attributes": {}}])
+    write_templates(hf, {"templateId": "Bare", "providerApi": "RunInstances",
+                         "vmType": "m5.large", "attributes": {}})
 
     answer, first = hf.counted("getAvailableTemplates", {})
     again, second = hf.counted("getAvailableTemplates", {})

@@ -12,39 +12,24 @@ import re
 from typing import Any
 
 import pytest
-import reclaim_helpers as rh
-from reclaim_fixtures import (  # noqa: F401 - fixtures, used by name
-    aws_fixture,
-    inst_fixture,
-)
 
 from hostfactory_aws.admin import cli
-from hostfactory_aws.cloud.session import Aws
-from hostfactory_aws.errors import AwsError
+from tests.support import ec2_events as events
+from tests.support.faults import fail_on
+from tests.support.hostfactory import (
+    FLEET_SPOT,
+    OTHER_PROVIDER,
+    PROVIDER,
+    PROVIDER_TAG,
+    REQUEST_TAG,
+    RI,
+    HostFactory,
+)
 
 
-def launch(install: rh.Install, template: str, count: int) -> list[dict[str, str]]:
-    """requestMachines then getRequestStatus until complete: the hosts HostFactory holds."""
-    code, answer = rh.run_verb(install, "requestMachines",
-                               {"template": {"templateId": template, "machineCount": count}})
-    assert code == 0, answer
-    rid = answer["requestId"]
-    for _ in range(5):
-        code, status = rh.run_verb(install, "getRequestStatus",
-                                   {"requests": [{"requestId": rid}]})
-        assert code == 0, status
-        if status["requests"][0]["status"] != "running":
-            break
-    assert status["requests"][0]["status"] == "complete", status
-    machines = [{"name": m["name"], "machineId": m["machineId"]}
-                for m in status["requests"][0]["machines"]]
-    assert len(machines) == count
-    return machines
-
-
-def reclaims(install: rh.Install, machines: list[dict[str, str]] | None) -> dict[str, Any]:
-    code, answer = rh.run_verb(install, "getReturnRequests",
-                               {} if machines is None else {"machines": machines})
+def reclaims(install: HostFactory, machines: list[dict[str, str]] | None) -> dict[str, Any]:
+    code, answer = install.invoke("getReturnRequests",
+                                  {} if machines is None else {"machines": machines})
     assert code == 0, answer
     assert set(answer) == {"message", "requests"}
     for r in answer["requests"]:
@@ -57,25 +42,11 @@ def by_id(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["machineId"]: r for r in answer["requests"]}
 
 
-def fail_on(monkeypatch: pytest.MonkeyPatch, operation: str, code: str = "UnauthorizedOperation",
-            kind: str = "fatal") -> None:
-    """Make one AWS operation fail the way aws.py reports it."""
-    real = Aws.call
-
-    def call(self: Aws, service: str, op: str, **params: Any) -> dict[str, Any]:
-        if op == operation:
-            self.calls[op] += 1
-            raise AwsError(op, code, f"injected {code}", kind)
-        return real(self, service, op, **params)
-
-    monkeypatch.setattr(Aws, "call", call)
-
-
 # -- instances taken outside HostFactory ------------------------------------------------------
 
 def test_terminated_and_stopped_outside_hostfactory_are_reported_with_reason(
-        inst: rh.Install, aws: Any) -> None:
-    held = launch(inst, rh.RI, 3)
+        inst: HostFactory, aws: Any) -> None:
+    held = inst.held(RI, 3, in_process=True)
     gone, stopped, fine = (m["machineId"] for m in held)
     aws.terminate_instances(InstanceIds=[gone])
     aws.stop_instances(InstanceIds=[stopped])
@@ -92,15 +63,15 @@ def test_terminated_and_stopped_outside_hostfactory_are_reported_with_reason(
     assert fine not in re.findall(r"reclaimed by EC2: (i-\w+)", log)
 
 
-def test_machines_hostfactory_returned_itself_are_not_reclaims(inst: rh.Install) -> None:
-    held = launch(inst, rh.RI, 2)
-    code, answer = rh.run_verb(inst, "requestReturnMachines", {"machines": held[:1]})
+def test_machines_hostfactory_returned_itself_are_not_reclaims(inst: HostFactory) -> None:
+    held = inst.held(RI, 2, in_process=True)
+    code, answer = inst.invoke("requestReturnMachines", {"machines": held[:1]})
     assert code == 0, answer
     assert reclaims(inst, held)["requests"] == []
 
 
-def test_nothing_reclaimed_gives_an_empty_list(inst: rh.Install) -> None:
-    held = launch(inst, rh.RI, 2)
+def test_nothing_reclaimed_gives_an_empty_list(inst: HostFactory) -> None:
+    held = inst.held(RI, 2, in_process=True)
     answer = reclaims(inst, held)
     assert answer["requests"] == [] and "0 of 2" in answer["message"]
 
@@ -108,37 +79,37 @@ def test_nothing_reclaimed_gives_an_empty_list(inst: rh.Install) -> None:
 # -- Spot interruptions -----------------------------------------------------------------------
 
 def test_spot_interruption_notice_is_reported_with_the_time_left(
-        inst: rh.Install, aws: Any) -> None:
-    held = launch(inst, rh.SPOT, 2)
-    rh.link_spot_requests()
+        inst: HostFactory, aws: Any) -> None:
+    held = inst.held(FLEET_SPOT, 2, in_process=True)
+    events.link_spot_requests()
     noticed, calm = held[0]["machineId"], held[1]["machineId"]
-    rh.set_spot_status(noticed, "marked-for-termination", seconds_ago=20)
+    events.set_spot_status(noticed, "marked-for-termination", seconds_ago=20)
 
     got = by_id(reclaims(inst, held))
     assert set(got) == {noticed}
     assert 0 < got[noticed]["gracePeriod"] <= 100  # 120 s notice given 20 s ago
     assert got[noticed]["machine"] == held[0]["name"]
-    assert rh.state_name(aws, noticed) == "running"  # AWS_SPOT_TERMINATE_ON_RECLAIM false
+    assert events.state_name(aws, noticed) == "running"  # AWS_SPOT_TERMINATE_ON_RECLAIM false
     assert re.search(rf"reclaimed by EC2: {noticed} .*Spot marked-for-termination",
                      inst.log_text())
     assert calm not in re.findall(r"reclaimed by EC2: (i-\w+)", inst.log_text())
 
 
-def test_an_old_notice_has_no_time_left(inst: rh.Install) -> None:
-    held = launch(inst, rh.SPOT, 1)
-    rh.link_spot_requests()
-    rh.set_spot_status(held[0]["machineId"], "marked-for-stop", seconds_ago=600)
+def test_an_old_notice_has_no_time_left(inst: HostFactory) -> None:
+    held = inst.held(FLEET_SPOT, 1, in_process=True)
+    events.link_spot_requests()
+    events.set_spot_status(held[0]["machineId"], "marked-for-stop", seconds_ago=600)
     (r,) = reclaims(inst, held)["requests"]
     assert r["machineId"] == held[0]["machineId"] and r["gracePeriod"] == 0
 
 
 def test_spot_instance_already_reclaimed_is_reported_with_zero_and_its_reason(
-        inst: rh.Install) -> None:
-    held = launch(inst, rh.SPOT, 2)
-    rh.link_spot_requests()
+        inst: HostFactory) -> None:
+    held = inst.held(FLEET_SPOT, 2, in_process=True)
+    events.link_spot_requests()
     iid = held[1]["machineId"]
-    rh.set_spot_status(iid, "instance-terminated-no-capacity", seconds_ago=5)
-    rh.set_instance_state(iid, "terminated", "Server.SpotInstanceTermination",
+    events.set_spot_status(iid, "instance-terminated-no-capacity", seconds_ago=5)
+    events.set_instance_state(iid, "terminated", "Server.SpotInstanceTermination",
                           "Server.SpotInstanceTermination: Spot instance termination")
     (r,) = reclaims(inst, held)["requests"]
     assert r["machineId"] == iid and r["gracePeriod"] == 0
@@ -147,46 +118,46 @@ def test_spot_instance_already_reclaimed_is_reported_with_zero_and_its_reason(
 
 
 def test_terminate_on_reclaim_ends_interrupted_spot_instances_at_once(
-        inst: rh.Install, aws: Any) -> None:
+        inst: HostFactory, aws: Any) -> None:
     inst.write_config(AWS_SPOT_TERMINATE_ON_RECLAIM=True)
-    held = launch(inst, rh.SPOT, 2)
-    rh.link_spot_requests()
+    held = inst.held(FLEET_SPOT, 2, in_process=True)
+    events.link_spot_requests()
     noticed, calm = held[0]["machineId"], held[1]["machineId"]
-    rh.set_spot_status(noticed, "marked-for-termination", seconds_ago=10)
+    events.set_spot_status(noticed, "marked-for-termination", seconds_ago=10)
 
     got = by_id(reclaims(inst, held))
     assert set(got) == {noticed} and got[noticed]["gracePeriod"] == 0
-    assert rh.state_name(aws, noticed) in ("shutting-down", "terminated")
-    assert rh.state_name(aws, calm) == "running"
+    assert events.state_name(aws, noticed) in ("shutting-down", "terminated")
+    assert events.state_name(aws, calm) == "running"
     # Next call: now terminated and not returned by HostFactory, so still reported.
     assert set(by_id(reclaims(inst, held))) == {noticed}
 
 
 def test_terminate_on_reclaim_never_touches_another_providers_instance(
-        inst: rh.Install, aws: Any) -> None:
+        inst: HostFactory, aws: Any) -> None:
     inst.write_config(AWS_SPOT_TERMINATE_ON_RECLAIM=True)
-    held = launch(inst, rh.SPOT, 1)
-    rh.link_spot_requests()
+    held = inst.held(FLEET_SPOT, 1, in_process=True)
+    events.link_spot_requests()
     iid = held[0]["machineId"]
-    aws.create_tags(Resources=[iid], Tags=[{"Key": rh.PROVIDER_TAG, "Value": rh.OTHER_PROVIDER}])
-    rh.set_spot_status(iid, "marked-for-termination", seconds_ago=10)
+    aws.create_tags(Resources=[iid], Tags=[{"Key": PROVIDER_TAG, "Value": OTHER_PROVIDER}])
+    events.set_spot_status(iid, "marked-for-termination", seconds_ago=10)
 
     got = by_id(reclaims(inst, held))
     assert set(got) == {iid}  # HostFactory holds it, so it is told
-    assert rh.state_name(aws, iid) == "running"  # but it is not ours to terminate
+    assert events.state_name(aws, iid) == "running"  # but it is not ours to terminate
 
 
 # -- failed and partial listings ---------------------------------------------------------------
 
 def test_spot_listing_failure_reports_nothing_not_half(
-        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    held = launch(inst, rh.SPOT, 2)
-    rh.link_spot_requests()
-    rh.set_spot_status(held[0]["machineId"], "marked-for-termination", seconds_ago=10)
+        inst: HostFactory, aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = inst.held(FLEET_SPOT, 2, in_process=True)
+    events.link_spot_requests()
+    events.set_spot_status(held[0]["machineId"], "marked-for-termination", seconds_ago=10)
     aws.terminate_instances(InstanceIds=[held[1]["machineId"]])  # would be a reclaim too
     fail_on(monkeypatch, "DescribeSpotInstanceRequests")
 
-    code, answer = rh.run_verb(inst, "getReturnRequests", {"machines": held})
+    code, answer = inst.invoke("getReturnRequests", {"machines": held})
     assert code == 1 and set(answer) == {"message"}
     msg = answer["message"]
     assert "DescribeSpotInstanceRequests" in msg and "UnauthorizedOperation" in msg
@@ -195,12 +166,12 @@ def test_spot_listing_failure_reports_nothing_not_half(
 
 @pytest.mark.parametrize("kind", ["fatal", "throttle"])
 def test_instance_listing_failure_fails_the_call(
-        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    held = launch(inst, rh.RI, 1)
+        inst: HostFactory, aws: Any, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    held = inst.held(RI, 1, in_process=True)
     aws.terminate_instances(InstanceIds=[held[0]["machineId"]])
     fail_on(monkeypatch, "DescribeInstances", "RequestLimitExceeded" if kind == "throttle"
             else "AuthFailure", kind)
-    code, answer = rh.run_verb(inst, "getReturnRequests", {"machines": held})
+    code, answer = inst.invoke("getReturnRequests", {"machines": held})
     assert code == 1 and set(answer) == {"message"}
     assert "DescribeInstances" in answer["message"]
     assert "nothing is reported as reclaimed" in answer["message"]
@@ -208,18 +179,18 @@ def test_instance_listing_failure_fails_the_call(
 
 # -- orphans during getReturnRequests ---------------------------------------------------------
 
-def _orphan_world(inst: rh.Install, aws: Any) -> dict[str, Any]:
+def _orphan_world(inst: HostFactory, aws: Any) -> dict[str, Any]:
     """HostFactory holds 2 machines; around them: an old and a young orphan of ours, and an
     old instance of another provider and an old untagged one. Everyone is old but the
     young orphan, so only ownership can save them."""
-    held = launch(inst, rh.RI, 2)
-    old, young = rh.launch_raw(aws, {rh.PROVIDER_TAG: rh.PROVIDER,
-                                     rh.REQUEST_TAG: "req-from-a-lost-state"}, count=2)
-    foreign = rh.launch_raw(aws, {rh.PROVIDER_TAG: rh.OTHER_PROVIDER})[0]
-    untagged = rh.launch_raw(aws, None)[0]
+    held = inst.held(RI, 2, in_process=True)
+    old, young = events.launch_raw(aws, {PROVIDER_TAG: PROVIDER,
+                                     REQUEST_TAG: "req-from-a-lost-state"}, count=2)
+    foreign = events.launch_raw(aws, {PROVIDER_TAG: OTHER_PROVIDER})[0]
+    untagged = events.launch_raw(aws, None)[0]
     for iid in [m["machineId"] for m in held] + [old, foreign, untagged]:
-        rh.age_instance(iid, 120)
-    rh.age_instance(young, 5)
+        events.age_instance(iid, 120)
+    events.age_instance(young, 5)
     return {"held": held, "old": old, "young": young, "foreign": foreign,
             "untagged": untagged}
 
@@ -227,10 +198,10 @@ def _orphan_world(inst: rh.Install, aws: Any) -> dict[str, Any]:
 def _states(aws: Any, world: dict[str, Any]) -> dict[str, str]:
     ids = [m["machineId"] for m in world["held"]] + [world[k] for k in
                                                       ("old", "young", "foreign", "untagged")]
-    return {iid: rh.state_name(aws, iid) for iid in ids}
+    return {iid: events.state_name(aws, iid) for iid in ids}
 
 
-def test_orphans_are_logged_and_never_terminated_by_default(inst: rh.Install, aws: Any) -> None:
+def test_orphans_are_logged_and_never_terminated_by_default(inst: HostFactory, aws: Any) -> None:
     w = _orphan_world(inst, aws)
     answer = reclaims(inst, w["held"])
     assert answer["requests"] == []
@@ -242,7 +213,7 @@ def test_orphans_are_logged_and_never_terminated_by_default(inst: rh.Install, aw
 
 
 def test_orphans_past_the_timeout_are_terminated_when_hostfactory_gave_its_list(
-        inst: rh.Install, aws: Any) -> None:
+        inst: HostFactory, aws: Any) -> None:
     inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
     w = _orphan_world(inst, aws)
     answer = reclaims(inst, w["held"])
@@ -253,7 +224,7 @@ def test_orphans_past_the_timeout_are_terminated_when_hostfactory_gave_its_list(
 
 
 def test_orphans_are_not_terminated_when_hostfactory_sent_no_list(
-        inst: rh.Install, aws: Any) -> None:
+        inst: HostFactory, aws: Any) -> None:
     inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
     w = _orphan_world(inst, aws)
     answer = reclaims(inst, None)
@@ -262,7 +233,7 @@ def test_orphans_are_not_terminated_when_hostfactory_sent_no_list(
 
 
 def test_machines_in_hostfactorys_list_survive_a_lost_state_file(
-        inst: rh.Install, aws: Any) -> None:
+        inst: HostFactory, aws: Any) -> None:
     inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
     w = _orphan_world(inst, aws)
     inst.state_path.unlink()
@@ -272,20 +243,20 @@ def test_machines_in_hostfactorys_list_survive_a_lost_state_file(
     assert states[w["old"]] in ("shutting-down", "terminated")
 
 
-def test_instances_of_an_abandoned_launch_are_orphans(inst: rh.Install, aws: Any) -> None:
+def test_instances_of_an_abandoned_launch_are_orphans(inst: HostFactory, aws: Any) -> None:
     inst.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
-    held = launch(inst, rh.RI, 1)
-    left = launch(inst, rh.RI, 1)[0]["machineId"]
+    held = inst.held(RI, 1, in_process=True)
+    left = inst.held(RI, 1, in_process=True)[0]["machineId"]
     data = inst.state()
     for rec in data["requests"].values():
         if left in rec.get("instances", {}):
             rec["launch"] = "abandoned"
     inst.state_path.write_text(json.dumps(data))
-    rh.age_instance(left, 60)
-    rh.age_instance(held[0]["machineId"], 60)
+    events.age_instance(left, 60)
+    events.age_instance(held[0]["machineId"], 60)
     reclaims(inst, held)
-    assert rh.state_name(aws, left) in ("shutting-down", "terminated")
-    assert rh.state_name(aws, held[0]["machineId"]) == "running"
+    assert events.state_name(aws, left) in ("shutting-down", "terminated")
+    assert events.state_name(aws, held[0]["machineId"]) == "running"
 
 
 # -- the admin command ------------------------------------------------------------------------
@@ -299,7 +270,7 @@ def orphans_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[s
 
 
 def test_orphans_command_lists_them_as_a_table_and_as_json(
-        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        inst: HostFactory, aws: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     w = _orphan_world(inst, aws)
     code, out, err = orphans_cli(monkeypatch, capsys)
@@ -319,15 +290,15 @@ def test_orphans_command_lists_them_as_a_table_and_as_json(
 
 
 def test_orphans_command_with_none_exits_zero(
-        inst: rh.Install, monkeypatch: pytest.MonkeyPatch,
+        inst: HostFactory, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    launch(inst, rh.RI, 1)
+    inst.held(RI, 1, in_process=True)
     code, out, _ = orphans_cli(monkeypatch, capsys, "--terminate")
     assert code == 0 and out.strip() == "no orphan instances"
 
 
 def test_orphans_command_terminates_only_after_yes(
-        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        inst: HostFactory, aws: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     w = _orphan_world(inst, aws)
     code, _, err = orphans_cli(monkeypatch, capsys, "--terminate", stdin="no\n")
@@ -343,18 +314,18 @@ def test_orphans_command_terminates_only_after_yes(
 
 
 def test_orphans_command_yes_flag_and_json_report(
-        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        inst: HostFactory, aws: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     w = _orphan_world(inst, aws)
     code, out, _ = orphans_cli(monkeypatch, capsys, "--terminate", "--yes", "--json",
                                "--older-than", "60")
     assert code == 0
     assert json.loads(out)["terminated"] == [w["old"]]
-    assert rh.state_name(aws, w["young"]) == "running"
+    assert events.state_name(aws, w["young"]) == "running"
 
 
 def test_orphans_command_refuses_to_terminate_with_an_empty_state(
-        inst: rh.Install, aws: Any, monkeypatch: pytest.MonkeyPatch,
+        inst: HostFactory, aws: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     w = _orphan_world(inst, aws)
     inst.state_path.unlink()
@@ -366,7 +337,7 @@ def test_orphans_command_refuses_to_terminate_with_an_empty_state(
 
 
 def test_orphans_command_error_exits_one(
-        inst: rh.Install, monkeypatch: pytest.MonkeyPatch,
+        inst: HostFactory, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     fail_on(monkeypatch, "DescribeInstances", "AuthFailure")
     code, out, err = orphans_cli(monkeypatch, capsys)
