@@ -13,18 +13,9 @@ import time
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud import apis as common
 from hostfactory_aws.cloud import launch_spec
-from hostfactory_aws.cloud.apis import (
-    expiry,
-    fleet_policy,
-    iso,
-    launch_template,
-    new_launch,
-    on_demand_part,
-    own_version,
-    retry_fresh_template,
-    undo_template,
-)
+from hostfactory_aws.cloud.apis import fleet_policy
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
@@ -42,9 +33,9 @@ BATCH = 100
 
 def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
            tags: dict[str, str]) -> dict[str, Any]:
-    result = new_launch(units)
+    result = common.new_launch(units)
     all_tags = launch_spec.resource_tags(t, tags)
-    lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
+    lt_ref, created_lt = common.launch_template(ctx, t, request_id, tags)
     split = launch_spec.capacity_split(t, units)
     overrides = launch_spec.fleet_overrides(t)
     for o in overrides:  # Spot Fleet names the per-override price SpotPrice
@@ -59,7 +50,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
                                                "price-capacity-optimized")],
         "OnDemandAllocationStrategy": ON_DEMAND_ALLOCATION[
             t.get("allocationStrategyOnDemand", "lowest-price")],
-        "ValidUntil": iso(expiry(t, time.time())),
+        "ValidUntil": common.iso(common.expiry(t, time.time())),
         "TerminateInstancesWithExpiration": False,
         "ReplaceUnhealthyInstances": False,
         "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": lt_ref,
@@ -73,14 +64,14 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
     try:
-        resp = retry_fresh_template(created_lt, lambda: ctx.aws.call(
+        resp = common.retry_fresh_template(created_lt, lambda: ctx.aws.call(
             "ec2", "RequestSpotFleet", SpotFleetRequestConfig=config))
     except AwsError as exc:
-        undo_template(ctx, created_lt, exc)
+        common.undo_template(ctx, created_lt, exc)
         raise
     result["fleetIds"] = [resp["SpotFleetRequestId"]]
     result["launchTemplateId"] = created_lt
-    result["launchTemplateVersion"] = own_version(t, lt_ref)
+    result["launchTemplateVersion"] = common.own_version(t, lt_ref)
     return result
 
 
@@ -105,7 +96,7 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
 
 
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
-    on_demand = on_demand_part(rec, target)
+    on_demand = common.on_demand_part(rec, target)
     for fid in rec.get("fleetIds", []):
         ctx.aws.call("ec2", "ModifySpotFleetRequest", SpotFleetRequestId=fid,
                      TargetCapacity=target, OnDemandTargetCapacity=on_demand,
