@@ -203,8 +203,9 @@ def _learn(ctx: Context, found: dict[str, dict[str, Any]],
         for rid, (rec, _answer) in asked.items():
             if rid not in reqs and rec.get("rebuilt"):
                 reqs[rid] = rec  # adopt what the tags told us
+        index = records.request_index(found)
         for rid, cur in reqs.items():  # first what the sweep shows, as the answers saw it
-            records.learn(cur, rid, found, now)
+            records.learn(cur, rid, found, now, index)
             if cur.get("launch") == "abandoned":
                 _learn_fleet_ids(cur, rid, found)
         for rid, (_rec, answer) in asked.items():  # then what HostFactory was told

@@ -152,8 +152,19 @@ def _units(rec: dict[str, Any], itype: str | None) -> float:
     return float(weights.get(itype or "", 1.0)) if weights else 1.0
 
 
+def request_index(found: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Request id -> ids of the swept instances tagged with it: one pass per sweep, so that
+    learning stays linear in machines however many records there are."""
+    out: dict[str, list[str]] = {}
+    for iid, inst in found.items():
+        for tag in inst.get("Tags") or ():
+            if tag.get("Key") == tagmod.REQUEST_ID:
+                out.setdefault(tag.get("Value", ""), []).append(iid)
+    return out
+
+
 def learn(rec: dict[str, Any], rid: str, found: dict[str, dict[str, Any]],
-          now: float) -> None:
+          now: float, index: dict[str, list[str]] | None = None) -> None:
     """What one sweep tells a create record, in place.
 
     New instances tagged with the request join it while it is short of what it asked (in
@@ -165,9 +176,9 @@ def learn(rec: dict[str, Any], rid: str, found: dict[str, dict[str, Any]],
         return
     rec.setdefault("extra", {})
     held = sum(float(i.get("units", 1.0)) for i in rec["instances"].values())
-    new = sorted((iid for iid, inst in found.items()
-                  if iid not in rec["instances"] and iid not in rec["extra"]
-                  and tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) == rid),
+    tagged = (index if index is not None else request_index(found)).get(rid, [])
+    new = sorted((iid for iid in tagged
+                  if iid not in rec["instances"] and iid not in rec["extra"]),
                  key=lambda i: (epoch(found[i].get("LaunchTime")), i))
     for iid in new:
         inst = found[iid]

@@ -48,10 +48,11 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     snapshot = reconcile.reap(ctx, snapshot, found)
     now = time.time()
     recs = {}
+    index = records.request_index(found)
     for rid in ids:
         if rid in snapshot["requests"]:
             rec = copy.deepcopy(snapshot["requests"][rid])
-            records.learn(rec, rid, found, now)
+            records.learn(rec, rid, found, now, index)
             recs[rid] = rec
     progress = describe_progress(ctx, recs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 from typing import Any
@@ -129,8 +130,14 @@ def test_learn_caps_a_request_at_what_it_asked_and_keeps_late_hosts_apart() -> N
                 "Tags": [{"Key": "hostfactory:requestId", "Value": rid}]}
 
     rec = records.new_create("T1", 2, "EC2Fleet", 0.0, "tok")
-    found = {"i-3": tagged("i-3", 30), "i-1": tagged("i-1", 10), "i-2": tagged("i-2", 20)}
+    found = {"i-3": tagged("i-3", 30), "i-1": tagged("i-1", 10), "i-2": tagged("i-2", 20),
+             "i-9": {**tagged("i-9", 5), "Tags": [{"Key": "hostfactory:requestId",
+                                                    "Value": "req-other"}]}}
+    assert records.request_index(found) == {rid: ["i-3", "i-1", "i-2"], "req-other": ["i-9"]}
+    with_index = copy.deepcopy(rec)
+    records.learn(with_index, rid, found, 100.0, records.request_index(found))
     records.learn(rec, rid, found, 100.0)
+    assert rec == with_index  # the poll's one index teaches what a scan of the sweep would
     assert sorted(rec["instances"]) == ["i-1", "i-2"]  # first launched first
     assert rec["extra"]["i-3"]["why"] == "beyond what was asked"
     rec["delivered"] = ["i-1", "i-2"]
