@@ -158,24 +158,14 @@ def _add_instances(result: dict[str, Any], resp: dict[str, Any], t: dict[str, An
 
 def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Fleet state of every asynchronous fleet asked about, 100 fleets per call."""
-    out = {rid: {"active": False, "errors": []} for rid in recs}
     owner = {fid: rid for rid, rec in recs.items() if rec.get("fleetType") != "instant"
              for fid in rec.get("fleetIds", [])}
     ids = sorted(owner)
-    for i in range(0, len(ids), DESCRIBE_BATCH):
-        resp = ctx.aws.call("ec2", "DescribeFleets", FleetIds=ids[i:i + DESCRIBE_BATCH])
-        for fleet in resp.get("Fleets", []):
-            rid = owner.get(fleet["FleetId"])
-            if rid is None:
-                continue
-            state, activity = fleet.get("FleetState"), fleet.get("ActivityStatus")
-            out[rid]["active"] = state in ACTIVE_STATES and activity != "error"
-            for err in fleet.get("Errors") or []:
-                out[rid]["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
-            if activity == "error" or state == "failed":
-                out[rid]["errors"].append(f"fleet {fleet['FleetId']} is {state}, activity "
-                                          f"{activity}")
-    return out
+    fleets = (fleet for i in range(0, len(ids), DESCRIBE_BATCH)
+              for fleet in ctx.aws.call("ec2", "DescribeFleets",
+                                        FleetIds=ids[i:i + DESCRIBE_BATCH]).get("Fleets", []))
+    return fleet_policy.fleet_states(recs, owner, fleets, "FleetId", "FleetState", "fleet",
+                                     ACTIVE_STATES)
 
 
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Iterable
 
 from hostfactory_aws.cloud.apis import lowered_target, release_templates
 from hostfactory_aws.context import Context
@@ -69,3 +69,23 @@ def check_unsuccessful(operation: str, items: list[dict[str, Any]], id_key: str,
     if bad:
         text = "; ".join(f"{fid}: {err.get('Code')}: {err.get('Message')}" for fid, err in bad)
         raise AwsError(operation, str(bad[0][1].get("Code") or "Unsuccessful"), text, "fatal")
+
+
+def fleet_states(recs: dict[str, dict[str, Any]], owner: dict[str, str],
+                 items: Iterable[dict[str, Any]], id_key: str, state_key: str, what: str,
+                 active_states: Collection[str]) -> dict[str, dict[str, Any]]:
+    """Request id -> whether its fleet still works, and the errors it reports, from the
+    described fleets (``owner``: fleet id -> request id). One reading for both fleet APIs."""
+    out: dict[str, dict[str, Any]] = {rid: {"active": False, "errors": []} for rid in recs}
+    for item in items:
+        rid = owner.get(item[id_key])
+        if rid is None:
+            continue
+        state, activity = item.get(state_key), item.get("ActivityStatus")
+        out[rid]["active"] = state in active_states and activity != "error"
+        for err in item.get("Errors") or []:
+            out[rid]["errors"].append(f"{err.get('ErrorCode')}: {err.get('ErrorMessage')}")
+        if activity == "error" or state == "failed":
+            out[rid]["errors"].append(f"{what} {item[id_key]} is {state}, activity {activity}")
+    return out
+

@@ -76,23 +76,15 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
 
 
 def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out = {rid: {"active": False, "errors": []} for rid in recs}
     owner = {fid: rid for rid, rec in recs.items() for fid in rec.get("fleetIds", [])}
     ids = sorted(owner)
-    for i in range(0, len(ids), BATCH):
-        for page in ctx.aws.paginate("ec2", "DescribeSpotFleetRequests",
-                                     SpotFleetRequestIds=ids[i:i + BATCH]):
-            for cfg in page.get("SpotFleetRequestConfigs", []):
-                rid = owner.get(cfg["SpotFleetRequestId"])
-                if rid is None:
-                    continue
-                state, activity = cfg.get("SpotFleetRequestState"), cfg.get("ActivityStatus")
-                out[rid]["active"] = state in ACTIVE_STATES and activity != "error"
-                if activity == "error" or state == "failed":
-                    out[rid]["errors"].append(
-                        f"spot fleet request {cfg['SpotFleetRequestId']} is {state}, activity "
-                        f"{activity}")
-    return out
+    configs = (cfg for i in range(0, len(ids), BATCH)
+               for page in ctx.aws.paginate("ec2", "DescribeSpotFleetRequests",
+                                            SpotFleetRequestIds=ids[i:i + BATCH])
+               for cfg in page.get("SpotFleetRequestConfigs", []))
+    return fleet_policy.fleet_states(recs, owner, configs, "SpotFleetRequestId",
+                                     "SpotFleetRequestState", "spot fleet request",
+                                     ACTIVE_STATES)
 
 
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
