@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 from hostfactory_aws import __version__
 from hostfactory_aws.admin import check_aws
@@ -30,18 +31,25 @@ def test_the_call_record_carries_the_version(site: HostFactory) -> None:
     assert "-> ok in" in line and f"(v{__version__})" in line
 
 
+def _templates_with_dir_under_a_file(site: HostFactory, variable: str,
+                                     name: str) -> tuple[Any, subprocess.CompletedProcess]:
+    """getAvailableTemplates.sh with ``variable`` naming a dir that cannot be made (its
+    parent is a file); returns (that file, the finished script)."""
+    blocker = site.root / "a-file"
+    blocker.write_text("not a dir")
+    site.env[variable] = str(blocker / name)
+    path = site.root / "in.json"
+    path.write_text("{}")
+    return blocker, subprocess.run([str(SCRIPTS / "getAvailableTemplates.sh"), "-f", str(path)],
+                                   capture_output=True, text=True, env=site.env, cwd=site.cwd,
+                                   timeout=60)
+
+
 def test_an_unwritable_log_dir_still_answers_and_says_in_one_line_what_to_fix(
         site: HostFactory) -> None:
     """The log is for people; HostFactory needs the answer. With no log dir the verb answers,
     and its log lines go to stderr, the first naming the dir and the variable to fix."""
-    blocker = site.root / "a-file"
-    blocker.write_text("not a dir")
-    site.env["HF_PROVIDER_LOGDIR"] = str(blocker / "log")
-    path = site.root / "in.json"
-    path.write_text("{}")
-    proc = subprocess.run([str(SCRIPTS / "getAvailableTemplates.sh"), "-f", str(path)],
-                          capture_output=True, text=True, env=site.env, cwd=site.cwd,
-                          timeout=60)
+    blocker, proc = _templates_with_dir_under_a_file(site, "HF_PROVIDER_LOGDIR", "log")
     assert proc.returncode == 0, proc.stdout
     assert json.loads(proc.stdout)["templates"]
     first = proc.stderr.splitlines()[0]
@@ -50,14 +58,7 @@ def test_an_unwritable_log_dir_still_answers_and_says_in_one_line_what_to_fix(
 
 
 def test_an_unwritable_work_dir_is_one_line_naming_it(site: HostFactory) -> None:
-    blocker = site.root / "a-file"
-    blocker.write_text("not a dir")
-    site.env["HF_PROVIDER_WORKDIR"] = str(blocker / "work")
-    path = site.root / "in.json"
-    path.write_text("{}")
-    proc = subprocess.run([str(SCRIPTS / "getAvailableTemplates.sh"), "-f", str(path)],
-                          capture_output=True, text=True, env=site.env, cwd=site.cwd,
-                          timeout=60)
+    blocker, proc = _templates_with_dir_under_a_file(site, "HF_PROVIDER_WORKDIR", "work")
     assert proc.returncode == 1
     message = json.loads(proc.stdout)["message"]
     assert str(blocker / "work") in message and "HF_PROVIDER_WORKDIR" in message
