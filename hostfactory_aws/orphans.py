@@ -16,6 +16,9 @@ only when HostFactory gave its list), and one of these holds (``reason``):
   overshoot), or the final answer never listed it: HostFactory can never get it;
 - its launch is in doubt (the reaper could not prove the answer unwritten): a *candidate*,
   listed but never terminated automatically.
+Nothing is terminated on its tags alone (anyone allowed to tag can forge them): ``terminate``
+also wants the mark its launch left (cloud/provenance.py: the ClientToken, the group or the
+fleet made for its request); one without it stays a candidate.
 A host of a request whose id was answered and that HostFactory may still be given (polled
 or not) is never an orphan. The state is read AFTER the sweep: requestMachines writes its
 record before it launches, so any instance the sweep saw is already accounted for.
@@ -27,7 +30,7 @@ import logging
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
-from hostfactory_aws.cloud import instances
+from hostfactory_aws.cloud import instances, provenance
 from hostfactory_aws.machines import epoch, state_of
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,10 @@ def find(found: dict[str, dict[str, Any]], snapshot: dict[str, Any], provider: s
         if verdict is None:
             continue
         launched = epoch(inst.get("LaunchTime"))
+        reason, can_terminate = verdict
+        if can_terminate and provenance.mark(inst) is None:
+            reason = f"candidate: {reason}; only its tags say it is ours"
+            can_terminate = False
         out.append({
             "instanceId": iid,
             "instanceType": inst.get("InstanceType"),
@@ -93,8 +100,8 @@ def find(found: dict[str, dict[str, Any]], snapshot: dict[str, Any], provider: s
             "templateId": tags.get(tagmod.TEMPLATE_ID),
             "name": inst.get("PrivateDnsName") or inst.get("PrivateIpAddress") or "",
             "ageSeconds": int(max(0, now - launched)) if launched else 0,
-            "reason": verdict[0],
-            "canTerminate": verdict[1],
+            "reason": reason,
+            "canTerminate": can_terminate,
         })
     out.sort(key=lambda r: (r["launchTime"], r["instanceId"]))
     return out
@@ -110,13 +117,17 @@ def overdue(orphans: list[dict[str, Any]], timeout_minutes: int) -> list[dict[st
 
 def terminate(aws: Any, orphans: list[dict[str, Any]], found: dict[str, dict[str, Any]],
               provider: str) -> tuple[list[str], dict[str, str]]:
-    """Terminate orphans, re-checking the provider tag on each; (terminated, refused)."""
+    """Terminate orphans, re-checking each: the provider tag, then the mark its launch left
+    (an id without one is kept and given in ``refused`` with why); (terminated, refused)."""
     ids = [o["instanceId"] for o in orphans
            if o["instanceId"] in found and is_ours(found[o["instanceId"]], provider)]
+    kept = provenance.unproven(aws, {iid: found[iid] for iid in ids}) if ids else {}
+    ids = [iid for iid in ids if iid not in kept]
+    kept = {iid: f"kept: {why}" for iid, why in kept.items()}
     if not ids:
-        return [], {}
+        return [], kept
     refused = instances.terminate(aws, ids)
-    return [i for i in ids if i not in refused], refused
+    return [i for i in ids if i not in refused], {**kept, **refused}
 
 
 def age_text(seconds: int) -> str:

@@ -302,7 +302,7 @@ def handle_orphans(ctx: Context, found: dict[str, dict[str, Any]],
         log.error("could not terminate orphans (will retry next call): %s", exc)
         return found_orphans, []
     for iid, why in refused.items():
-        log.error("orphan %s: %s", iid, why)
+        (log.warning if why.startswith("kept:") else log.error)("orphan %s: %s", iid, why)
     return found_orphans, done
 
 

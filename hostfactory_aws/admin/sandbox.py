@@ -73,14 +73,34 @@ def make_moto_faithful() -> None:
 
 def _tag_fleet_instances() -> None:
     """EC2 tags what a fleet launches with ``aws:ec2:fleet-id`` (EC2 Fleet) or
-    ``aws:ec2spot:fleet-request-id`` (Spot Fleet); moto does not."""
+    ``aws:ec2spot:fleet-request-id`` (Spot Fleet), and describes a fleet with the ClientToken
+    it was created with; moto does neither."""
     from moto.ec2.models.fleets import FleetsBackend
-    from moto.ec2.models.spot_requests import SpotRequestBackend
+    from moto.ec2.models.spot_requests import SpotFleetRequest, SpotRequestBackend
+    from moto.ec2.responses.fleets import Fleets
+    from moto.ec2.responses.spot_fleets import SpotFleets
 
     if getattr(FleetsBackend.create_fleet, "_hf_faithful", False):
         return
     create_fleet, request_spot_fleet = (FleetsBackend.create_fleet,
                                         SpotRequestBackend.request_spot_fleet)
+
+    def remember_token(method: Callable[[Any], Any],
+                       token: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+        def wrapper(self: Any) -> Any:
+            self.ec2_backend.__dict__["_hf_client_token"] = token(self)
+            return method(self)
+        return wrapper
+
+    Fleets.create_fleet = remember_token(  # type: ignore[method-assign]
+        Fleets.create_fleet, lambda r: r._get_param("ClientToken"))
+    SpotFleets.request_spot_fleet = remember_token(  # type: ignore[method-assign]
+        SpotFleets.request_spot_fleet,
+        lambda r: (r._get_param("SpotFleetRequestConfig") or {}).get("ClientToken"))
+    config = SpotFleetRequest.spot_fleet_request_config.fget  # type: ignore[attr-defined]
+    SpotFleetRequest.spot_fleet_request_config = property(  # type: ignore[method-assign]
+        lambda req: {**config(req), **({"ClientToken": req.client_token}
+                                       if getattr(req, "client_token", None) else {})})
 
     def tag(backend: Any, fleet_id: str, key: str, reqs: list[Any]) -> None:
         ids = [_fleet_instance(r).id for r in reqs if _fleet_instance(r) is not None]
@@ -89,11 +109,13 @@ def _tag_fleet_instances() -> None:
 
     def fleet(self: Any, *args: Any, **kwargs: Any) -> Any:
         made = create_fleet(self, *args, **kwargs)
+        made.client_token = self.__dict__.pop("_hf_client_token", None)
         tag(self, made.id, "aws:ec2:fleet-id", made.spot_requests + made.on_demand_instances)
         return made
 
     def spot_fleet(self: Any, *args: Any, **kwargs: Any) -> Any:
         made = request_spot_fleet(self, *args, **kwargs)
+        made.client_token = self.__dict__.pop("_hf_client_token", None)
         tag(self, made.id, "aws:ec2spot:fleet-request-id", made.spot_requests)
         return made
 

@@ -185,7 +185,8 @@ def _orphan_world(inst: HostFactory, aws: Any) -> dict[str, Any]:
     young orphan, so only ownership can save them."""
     held = inst.held(RI, 2, in_process=True)
     old, young = events.launch_raw(aws, {PROVIDER_TAG: PROVIDER,
-                                     REQUEST_TAG: "req-from-a-lost-state"}, count=2)
+                                         REQUEST_TAG: "req-from-a-lost-state"}, count=2,
+                                   token="req-from-a-lost-state-0")
     foreign = events.launch_raw(aws, {PROVIDER_TAG: OTHER_PROVIDER})[0]
     untagged = events.launch_raw(aws, None)[0]
     for iid in [m["machineId"] for m in held] + [old, foreign, untagged]:

@@ -76,7 +76,8 @@ def test_terminate_on_reclaim_and_orphan_timeout(hf: HostFactory,
     noticed, calm = spot[0]["machineId"], spot[1]["machineId"]
     events.set_spot_status(noticed, "marked-for-termination", seconds_ago=5)
     orphan = events.launch_raw(moto_server.ec2, {PROVIDER_TAG: PROVIDER,
-                                        REQUEST_TAG: "req-long-gone"})[0]
+                                                 REQUEST_TAG: "req-long-gone"},
+                               token="req-long-gone-0")[0]
     foreign = events.launch_raw(moto_server.ec2, {PROVIDER_TAG: OTHER_PROVIDER})[0]
     for iid in (calm, orphan, foreign):
         events.age_instance(iid, 90)
@@ -100,7 +101,8 @@ def test_terminate_on_reclaim_and_orphan_timeout(hf: HostFactory,
 def test_orphans_admin_command(hf: HostFactory, moto_server: SandboxServer) -> None:
     held = hf.held(RI, 1)
     orphan = events.launch_raw(moto_server.ec2, {PROVIDER_TAG: PROVIDER,
-                                        REQUEST_TAG: "req-long-gone"})[0]
+                                                 REQUEST_TAG: "req-long-gone"},
+                               token="req-long-gone-0")[0]
     foreign = events.launch_raw(moto_server.ec2, {PROVIDER_TAG: OTHER_PROVIDER})[0]
 
     proc = hf.cli("orphans", "--json")
@@ -119,3 +121,64 @@ def test_orphans_admin_command(hf: HostFactory, moto_server: SandboxServer) -> N
 
     proc = hf.cli("orphans")
     assert proc.returncode == 0 and proc.stdout.strip() == "no orphan instances"
+
+
+def _foreign_fleet_host(ec2: Any, token: str) -> str:
+    """A host of someone else's EC2 Fleet (made with their own ClientToken)."""
+    lt = ec2.create_launch_template(
+        LaunchTemplateName=f"someone-else-{token}",
+        LaunchTemplateData={"ImageId": events.image_id(ec2), "InstanceType": "t3.micro"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    fleet = ec2.create_fleet(
+        Type="instant", ClientToken=token,
+        LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {"LaunchTemplateId": lt,
+                                                                "Version": "1"},
+                                "Overrides": [{"InstanceType": "t3.micro"}]}],
+        TargetCapacitySpecification={"TotalTargetCapacity": 1,
+                                     "DefaultTargetCapacityType": "on-demand"})
+    return fleet["Instances"][0]["InstanceIds"][0]
+
+
+def test_a_forged_provider_tag_never_gets_a_host_terminated(
+        hf: HostFactory, moto_server: SandboxServer) -> None:
+    """Anyone allowed to tag can write the provider tag on any instance: the orphan sweep and
+    the orphans command end only hosts whose launch EC2 itself ties to a request of this
+    provider (its ClientToken, group or fleet); the others stay, listed as candidates."""
+    hf.write_config(AWS_ORPHAN_TIMEOUT_MINUTES=30)
+    ec2 = moto_server.ec2
+    held = hf.held(RI, 1)
+    held_rid = next(iter(hf.state()["requests"]))
+    # someone else's hosts, tagged afterwards as ours: with no record, and into a held request
+    lone, joiner = events.launch_raw(ec2, None, count=2)
+    fleet_host = _foreign_fleet_host(ec2, "their-own-token")
+    ec2.create_tags(Resources=[lone, fleet_host], Tags=[
+        {"Key": PROVIDER_TAG, "Value": PROVIDER}, {"Key": REQUEST_TAG, "Value": "req-forged"}])
+    ec2.create_tags(Resources=[joiner], Tags=[
+        {"Key": PROVIDER_TAG, "Value": PROVIDER}, {"Key": REQUEST_TAG, "Value": held_rid}])
+    # ours, launched by a call whose state was then lost: its ClientToken says so
+    lost = events.launch_raw(ec2, {PROVIDER_TAG: PROVIDER, REQUEST_TAG: "req-lost"},
+                             token="req-lost-0")[0]
+    for iid in (lone, joiner, fleet_host, lost):
+        events.age_instance(iid, 90)
+
+    code, answer = hf.call("getReturnRequests", {"machines": held})
+    assert code == 0, answer
+    assert "4 orphan instances of this provider, 1 terminated" in answer["message"]
+    assert events.state_name(ec2, lost) in ("shutting-down", "terminated")
+    for iid in (lone, joiner, fleet_host, held[0]["machineId"]):
+        assert events.state_name(ec2, iid) == "running", iid
+    log = hf.log_text()
+    assert re.search(rf"WARNING .*{lone} .*candidate: .*only its tags say it is ours", log)
+    assert re.search(rf"WARNING .*{joiner} .*candidate: .*only its tags say it is ours", log)
+    assert re.search(rf"orphan {fleet_host}: kept: its fleet fleet-\S+ was not created for "
+                     r"request req-forged \(ClientToken their-own-token\)", log)
+
+    proc = hf.cli("orphans", "--json")  # the admin sees all three, and what holds them back
+    listed = {o["instanceId"]: o for o in json.loads(proc.stdout)["orphans"]}
+    assert set(listed) == {lone, joiner, fleet_host}
+    assert not listed[lone]["canTerminate"] and not listed[joiner]["canTerminate"]
+    proc = hf.cli("orphans", "--terminate", "--yes")
+    assert proc.returncode == 1, proc.stderr
+    assert "kept: its fleet" in proc.stderr
+    for iid in (lone, joiner, fleet_host):
+        assert events.state_name(ec2, iid) == "running", iid

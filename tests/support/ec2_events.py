@@ -107,10 +107,15 @@ def state_name(ec2: Any, iid: str) -> str:
     return res[0]["Instances"][0]["State"]["Name"]
 
 
-def launch_raw(ec2: Any, tags: dict[str, str] | None, count: int = 1) -> list[str]:
-    """Instances launched outside HostFactory (another provider, or untagged)."""
+def launch_raw(ec2: Any, tags: dict[str, str] | None, count: int = 1,
+               token: str | None = None) -> list[str]:
+    """Instances launched outside HostFactory (another provider, untagged, or tagged by
+    hand). ``token``: the ClientToken, e.g. ``<request id>-0`` as the plugin's own
+    RunInstances sets it, for a launch the plugin made and then lost track of."""
     params: dict[str, Any] = {"ImageId": image_id(ec2), "MinCount": count, "MaxCount": count,
                               "InstanceType": "t3.micro"}
+    if token:
+        params["ClientToken"] = token
     if tags:
         params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [
             {"Key": k, "Value": v} for k, v in tags.items()]}]

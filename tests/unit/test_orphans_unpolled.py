@@ -10,7 +10,7 @@ NOW = 1_000_000.0
 
 def _inst(iid: str) -> dict:
     return {"InstanceId": iid, "InstanceType": "m5.large", "LaunchTime": NOW - 86_400,
-            "State": {"Name": "running"},
+            "State": {"Name": "running"}, "ClientToken": f"{RID}-0",
             "Tags": [{"Key": "hostfactory:provider", "Value": "p"},
                      {"Key": "hostfactory:requestId", "Value": RID}]}
 

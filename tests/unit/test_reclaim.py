@@ -191,13 +191,17 @@ def test_machines_hostfactory_holds_are_not_orphans_by_id_or_name() -> None:
 
 
 def test_orphan_rows_carry_what_the_admin_needs() -> None:
-    found = {"i-a": instance("i-a", **{"hostfactory:requestId": "req-9",
-                                       "hostfactory:templateId": "T9"})}
-    (row,) = orphans.find(found, snapshot(), PROVIDER, NOW)
+    found = {"i-a": {**instance("i-a", **{"hostfactory:requestId": "req-9",
+                                          "hostfactory:templateId": "T9"}),
+                     "ClientToken": "req-9-0"},  # the plugin's own RunInstances
+             "i-b": instance("i-b", **{"hostfactory:requestId": "req-9"})}  # tags alone
+    row, forged = orphans.find(found, snapshot(), PROVIDER, NOW)
     assert row == {"instanceId": "i-a", "instanceType": "m5.large", "state": "running",
                    "launchTime": int(NOW - 3600), "requestId": "req-9", "templateId": "T9",
                    "name": "ip-i-a.ec2.internal", "ageSeconds": 3600,
                    "reason": "no request record", "canTerminate": True}
+    assert forged["reason"] == ("candidate: no request record; only its tags say it is ours")
+    assert forged["canTerminate"] is False
     text = orphans_cmd.table([row])
     assert text.splitlines()[0].split() == ["INSTANCE", "TYPE", "STATE", "LAUNCHED", "(UTC)",
                                             "REQUEST", "TEMPLATE", "AGE"]
