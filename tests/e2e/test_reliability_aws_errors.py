@@ -130,6 +130,29 @@ def test_fresh_launch_template_not_found_is_retried(hf: HostFactory) -> None:
     assert leaked(hf) == []
 
 
+INSTANT_FLEET_TEMPLATE_MISS = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<CreateFleetResponse '
+    b'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>hf-fault</requestId>'
+    b"<fleetId>fleet-00000000-0000-4000-8000-00000000f1ee</fleetId><errorSet><item>"
+    b"<lifecycle>on-demand</lifecycle><errorCode>InvalidLaunchTemplateId.NotFound</errorCode>"
+    b"<errorMessage>The specified launch template, with template ID lt-0, does not exist."
+    b"</errorMessage></item></errorSet><fleetInstanceSet/></CreateFleetResponse>")
+
+
+def test_fresh_template_miss_inside_an_instant_fleets_reply_is_retried(
+        hf: HostFactory) -> None:
+    """An instant fleet reports the template EC2 does not see yet in its reply's Errors,
+    having launched nothing; the retry must not reuse the ClientToken (EC2 would replay
+    that empty reply)."""
+    rule = hf.server.faults.add("CreateFleet", reply=INSTANT_FLEET_TEMPLATE_MISS)
+    rid = hf.request(FLEET_OD, 2)
+    assert rule.fired == 1
+    answer = hf.wait(rid)
+    assert answer["status"] == "complete" and len(answer["machines"]) == 2
+    assert leaked(hf) == []
+    assert "not visible yet; retrying" in hf.log_text()
+
+
 @pytest.fixture
 def hung_endpoint() -> Iterator[str]:
     """A socket on loopback that accepts connections and never answers."""

@@ -38,6 +38,7 @@ class Rule:
     times: int
     after: bool = False
     html: bool = False
+    reply: bytes | None = None
     fired: int = 0
     params: dict[str, str] = field(default_factory=dict)
 
@@ -69,11 +70,14 @@ class FaultInjector:
 
     def add(self, action: str, code: str = "RequestLimitExceeded", status: int = 400,
             times: int = 1, message: str = "", after: bool = False,
-            html: bool = False) -> Rule:
+            html: bool = False, reply: bytes | None = None) -> Rule:
         """Fail the next ``times`` calls of ``action`` with ``code`` / HTTP ``status``;
-        ``html``: answer a gateway's HTML page (no AWS error code at all) instead."""
+        ``html``: answer a gateway's HTML page (no AWS error code at all) instead;
+        ``reply``: answer this 200 body instead of calling moto (an EC2 reply that reports
+        its failures inside, like an instant fleet's ``errorSet``)."""
         rule = Rule(action=action, code=code, status=status, times=times, after=after,
-                    html=html, message=message or f"injected {code} for {action}")
+                    html=html, reply=reply,
+                    message=message or f"injected {code} for {action}")
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -103,6 +107,10 @@ class FaultInjector:
             return self.app(environ, start_response)
         if rule.after:
             self._run_and_discard(environ)
+        if rule.reply is not None:
+            start_response("200 OK", [("Content-Type", "text/xml"),
+                                      ("Content-Length", str(len(rule.reply)))])
+            return [rule.reply]
         body = gateway_page(rule.status) if rule.html else error_body(rule.code, rule.message)
         reason = REASONS.get(rule.status, "Error")
         ctype = "text/html" if rule.html else "text/xml"

@@ -93,20 +93,22 @@ FRESH_TEMPLATE_WAITS = (0.5, 1.0, 2.0)  # seconds: EC2 usually shows a new templ
 
 
 def retry_fresh_template(created_lt: str | None,
-                         call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``call()`` (which uses the launch template we just created), retried briefly while
-    EC2, eventually consistent, still says that template does not exist.
+                         call: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    """``call(attempt)`` (which uses the launch template we just created), retried briefly
+    while EC2, eventually consistent, still says that template does not exist.
 
-    Such a NotFound refuses the call before anything is launched, so the retry (same
-    ClientToken) cannot double; an admin's own template (created_lt None) is never retried.
+    Such a NotFound refuses the call before anything is launched, so the retry cannot
+    double; an admin's own template (created_lt None) is never retried. ``attempt`` (0, 1,
+    ...) lets a call whose refusal came inside a reply (an instant fleet's Errors) take a
+    new ClientToken, since the old one would replay that reply.
     """
     import time
 
     from hostfactory_aws.cloud.error_codes import is_fresh_template_miss
 
-    for wait in (*FRESH_TEMPLATE_WAITS, None):
+    for attempt, wait in enumerate((*FRESH_TEMPLATE_WAITS, None)):
         try:
-            return call()
+            return call(attempt)
         except AwsError as exc:
             if not created_lt or wait is None or not is_fresh_template_miss(
                     exc.code, exc.aws_message):

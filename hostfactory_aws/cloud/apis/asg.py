@@ -68,7 +68,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     else:  # the admin's launch template names the type
         params["LaunchTemplate"] = lt_ref
     try:
-        retry_fresh_template(created_lt, lambda: ctx.aws.call(
+        retry_fresh_template(created_lt, lambda _attempt: ctx.aws.call(
             "autoscaling", "CreateAutoScalingGroup", **params))
     except AwsError as exc:
         if exc.code != "AlreadyExists":  # a retry of this request: the group is ours

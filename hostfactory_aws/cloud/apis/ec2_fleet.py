@@ -46,9 +46,18 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     result = new_launch(units)
     lt_ref, created_lt = launch_template(ctx, t, request_id, tags)
     params = _params(t, request_id, units, tags, lt_ref)
+    def create(attempt: int) -> dict[str, Any]:
+        again = attempt and fleet_type == "instant"  # its token would replay the refusal
+        resp = ctx.aws.call("ec2", "CreateFleet", **(
+            {**params, "ClientToken": f"{request_id}-t{attempt}"} if again else params))
+        miss = _fresh_template_miss(resp) if fleet_type == "instant" else None
+        if miss is not None:
+            raise AwsError("CreateFleet", miss.get("ErrorCode", ""),
+                           miss.get("ErrorMessage", ""), "not_found")
+        return resp
+
     try:
-        resp = retry_fresh_template(
-            created_lt, lambda: ctx.aws.call("ec2", "CreateFleet", **params))
+        resp = retry_fresh_template(created_lt, create)
     except AwsError as exc:
         undo_template(ctx, created_lt, exc)
         raise
@@ -141,6 +150,20 @@ def _top_up(ctx: Context, t: dict[str, Any], request_id: str, units: int,
         result["fleetIds"].append(resp["FleetId"])
     _add_errors(result, resp)
     _add_instances(result, resp, od)
+
+
+def _fresh_template_miss(resp: dict[str, Any]) -> dict[str, Any] | None:
+    """An instant fleet that launched nothing because EC2 does not see our fresh launch
+    template yet reports it in Errors, not as a refused call: that error, or None."""
+    errors = resp.get("Errors") or []
+    if resp.get("Instances") or not errors:
+        return None
+    from hostfactory_aws.cloud.error_codes import is_fresh_template_miss
+
+    if all(is_fresh_template_miss(e.get("ErrorCode", ""), e.get("ErrorMessage", ""))
+           for e in errors):
+        return errors[0]
+    return None
 
 
 def _add_errors(result: dict[str, Any], resp: dict[str, Any]) -> None:

@@ -64,7 +64,7 @@ def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
     if "maxSpotPrice" in t:
         config["SpotPrice"] = launch_spec.price(t["maxSpotPrice"])
     try:
-        resp = common.retry_fresh_template(created_lt, lambda: ctx.aws.call(
+        resp = common.retry_fresh_template(created_lt, lambda _attempt: ctx.aws.call(
             "ec2", "RequestSpotFleet", SpotFleetRequestConfig=config))
     except AwsError as exc:
         common.undo_template(ctx, created_lt, exc)
