@@ -69,6 +69,7 @@ def make_moto_faithful() -> None:
     _tolerate_empty_spot_fleet_termination()
     _merge_source_version()
     _tag_fleet_instances()
+    _filter_spot_requests_by_status()
 
 
 def _tag_fleet_instances() -> None:
@@ -122,6 +123,23 @@ def _tag_fleet_instances() -> None:
     fleet._hf_faithful = True  # type: ignore[attr-defined]
     FleetsBackend.create_fleet = fleet  # type: ignore[method-assign]
     SpotRequestBackend.request_spot_fleet = spot_fleet  # type: ignore[method-assign]
+
+
+def _filter_spot_requests_by_status() -> None:
+    """EC2 filters Spot requests by ``status-code`` (wildcards allowed); moto cannot."""
+    from moto.ec2.models.spot_requests import SpotInstanceRequest
+
+    original = SpotInstanceRequest.get_filter_value
+    if getattr(original, "_hf_faithful", False):
+        return
+
+    def get_filter_value(self: Any, filter_name: str, method_name: str | None = None) -> Any:
+        if filter_name == "status-code":
+            return self.status["Code"]
+        return original(self, filter_name, method_name)
+
+    get_filter_value._hf_faithful = True  # type: ignore[attr-defined]
+    SpotInstanceRequest.get_filter_value = get_filter_value  # type: ignore[method-assign]
 
 
 def _merge_source_version() -> None:

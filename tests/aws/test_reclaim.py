@@ -95,6 +95,24 @@ def test_spot_interruption_notice_is_reported_with_the_time_left(
     assert calm not in re.findall(r"reclaimed by EC2: (i-\w+)", inst.log_text())
 
 
+def test_a_grid_past_one_filter_of_spot_ids_asks_by_status_with_the_same_answer(
+        inst: HostFactory, aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More Spot requests than one id filter takes: the taken-back ones of the region,
+    found by EC2's status-code filter (the sandbox's, as EC2's, takes wildcards)."""
+    from hostfactory_aws.cloud import spot_notices
+
+    held = inst.held(FLEET_SPOT, 3, in_process=True)
+    events.link_spot_requests()
+    monkeypatch.setattr(spot_notices, "FILTER_VALUES", 2)
+    noticed, taken, calm = (m["machineId"] for m in held)
+    events.set_spot_status(noticed, "marked-for-termination", seconds_ago=20)
+    events.set_spot_status(taken, "instance-terminated-no-capacity-in-a-future-zone")
+
+    got = by_id(reclaims(inst, held))
+    assert set(got) == {noticed, taken}
+    assert 0 < got[noticed]["gracePeriod"] <= 100 and got[taken]["gracePeriod"] == 0
+
+
 def test_an_old_notice_has_no_time_left(inst: HostFactory) -> None:
     held = inst.held(FLEET_SPOT, 1, in_process=True)
     events.link_spot_requests()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from datetime import datetime, timezone
 from typing import Any
 
@@ -112,25 +113,50 @@ def test_spot_request_id_only_for_spot_instances() -> None:
 
 
 class _Pages:
-    """Just enough of Aws for spot_notices.describe: records every call."""
+    """Just enough of Aws for spot_notices.describe: records every call; the region holds
+    the requests ``region`` (id -> status code)."""
 
-    def __init__(self) -> None:
+    def __init__(self, region: dict[str, str] | None = None) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.region = region
 
     def paginate(self, service: str, operation: str, **params: Any) -> Any:
         self.calls.append({"operation": operation, **params})
-        values = params["Filters"][0]["Values"]
-        yield {"SpotInstanceRequests": [{"SpotInstanceRequestId": v} for v in values]}
+        (flt,) = params["Filters"]
+        if flt["Name"] == "spot-instance-request-id":
+            yield {"SpotInstanceRequests": [{"SpotInstanceRequestId": v}
+                                            for v in flt["Values"]]}
+            return
+        assert flt["Name"] == "status-code" and self.region is not None
+        yield {"SpotInstanceRequests": [
+            {"SpotInstanceRequestId": rid, "Status": {"Code": code}}
+            for rid, code in self.region.items()
+            if any(fnmatch.fnmatchcase(code, v) for v in flt["Values"])]}
 
 
-def test_describe_batches_200_request_ids_per_call_with_max_page() -> None:
+def test_describe_up_to_200_request_ids_is_one_call_by_id() -> None:
     aws = _Pages()
-    ids = [f"sir-{i:04d}" for i in range(450)] + ["sir-0001", ""]
+    ids = [f"sir-{i:04d}" for i in range(200)] + ["sir-0001", ""]
     got = spot_notices.describe(aws, ids)  # type: ignore[arg-type]
-    assert len(got) == 450
-    assert [len(c["Filters"][0]["Values"]) for c in aws.calls] == [200, 200, 50]
-    assert all(c["operation"] == "DescribeSpotInstanceRequests" and c["MaxResults"] == 1000
-               and c["Filters"][0]["Name"] == "spot-instance-request-id" for c in aws.calls)
+    assert len(got) == 200
+    (call,) = aws.calls
+    assert call["operation"] == "DescribeSpotInstanceRequests" and call["MaxResults"] == 1000
+    assert call["Filters"][0]["Name"] == "spot-instance-request-id"
+
+
+def test_describe_more_than_200_asks_for_taken_back_requests_once() -> None:
+    region = {f"sir-{i:04d}": "fulfilled" for i in range(5000)}
+    region.update({"sir-0007": "marked-for-termination", "sir-4999": "instance-terminated-by-price",
+                   "sir-0100": "marked-for-stop-by-a-future-cause",  # a code to come
+                   "sir-other": "marked-for-termination"})  # another workload's
+    aws = _Pages(region)
+    got = spot_notices.describe(aws, [f"sir-{i:04d}" for i in range(5000)])  # type: ignore
+    assert len(aws.calls) == 1 and aws.calls[0]["MaxResults"] == 1000
+    assert set(got) == {"sir-0007", "sir-4999", "sir-0100"}
+    # every code classify() reports is in the filter
+    for code in spot_notices.NOTICE_CODES | spot_notices.RECLAIMED_CODES:
+        assert spot_notices.classify(code) != "none"
+        assert any(fnmatch.fnmatchcase(code, v) for v in spot_notices.TAKEN_BACK_FILTER)
 
 
 # -- state reasons ----------------------------------------------------------------------------
