@@ -62,17 +62,22 @@ def _full_model(service: str) -> Any:
     return botocore.session.get_session().get_service_model(service)
 
 
-def _shape_tree(shape: Any, seen: frozenset[str] = frozenset()) -> Any:
-    """A shape as nested plain data (members by name, down to scalar types)."""
+def _shape_tree(shape: Any, seen: frozenset[str] = frozenset(),
+                cut: dict[str, frozenset[str]] | None = None) -> Any:
+    """A shape as nested plain data (members by name, down to scalar types); structures
+    named in ``cut`` keep only those members (what the lean copy's output shapes do)."""
     if shape.name in seen:
         return shape.name
     seen = seen | {shape.name}
     if shape.type_name == "structure":
-        return {n: _shape_tree(m, seen) for n, m in shape.members.items()}
+        keep = (cut or {}).get(shape.name)
+        return {n: _shape_tree(m, seen, cut) for n, m in shape.members.items()
+                if keep is None or n in keep}
     if shape.type_name == "list":
-        return [_shape_tree(shape.member, seen)]
+        return [_shape_tree(shape.member, seen, cut)]
     if shape.type_name == "map":
-        return {"<key>": _shape_tree(shape.key, seen), "<value>": _shape_tree(shape.value, seen)}
+        return {"<key>": _shape_tree(shape.key, seen, cut),
+                "<value>": _shape_tree(shape.value, seen, cut)}
     return shape.type_name
 
 
@@ -112,9 +117,11 @@ def test_lean_copy_is_botocore_own_model_for_every_operation_called(lean_root: s
         assert cut.api_version == full.api_version
         for op in sorted(ops):
             a, b = full.operation_model(op), cut.operation_model(op)
-            for part in ("input_shape", "output_shape"):
-                x, y = getattr(a, part), getattr(b, part)
-                assert (x and _shape_tree(x)) == (y and _shape_tree(y)), (service, op, part)
+            x, y = a.input_shape, b.input_shape  # inputs whole
+            assert (x and _shape_tree(x)) == (y and _shape_tree(y)), (service, op, "input")
+            x, y = a.output_shape, b.output_shape  # outputs as cut, nothing else missing
+            members = service_models.OUTPUT_MEMBERS.get(service)
+            assert (x and _shape_tree(x, cut=members)) == (y and _shape_tree(y)), (service, op)
             assert a.http == b.http and a.metadata == b.metadata
 
 
@@ -198,3 +205,45 @@ def test_clients_parse_timestamps_without_dateutil(lean_root: str) -> None:
     parser = client._endpoint._response_parser_factory.create_parser("ec2")
 
     assert parser._timestamp_parser is session.parse_timestamp
+
+
+# Instance members the package names only as RunInstances / launch template input, or from
+# other shapes (images, key pairs, groups, subnets), never read from an instance.
+NOT_READ_FROM_INSTANCES = {"BlockDeviceMappings", "EbsOptimized", "IamInstanceProfile",
+                           "ImageId", "KeyName", "NetworkInterfaces", "RootDeviceName",
+                           "SecurityGroups", "VpcId"}
+
+
+def test_every_instance_member_the_package_names_is_parsed() -> None:
+    """A member cut from the lean Instance shape reads as absent: any Instance member named
+    anywhere in the package must be kept, or be listed above as never read from one."""
+    import ast
+    from pathlib import Path
+
+    import hostfactory_aws
+
+    instance = _full_model("ec2").shape_for("Instance")
+    named = set()
+    for path in Path(hostfactory_aws.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in instance.members:
+                named.add(node.value)
+    kept = service_models.OUTPUT_MEMBERS["ec2"]["Instance"]
+    assert named - kept - NOT_READ_FROM_INSTANCES == set()
+    assert kept <= set(instance.members)  # botocore still has every member we parse
+
+
+def test_a_shape_an_input_reaches_is_never_cut() -> None:
+    model = {"operations": {"Get": {"input": {"shape": "In"}, "output": {"shape": "Out"}}},
+             "shapes": {"In": {"type": "structure", "members": {"S": {"shape": "Both"}}},
+                        "Out": {"type": "structure", "members": {"S": {"shape": "Both"},
+                                                                 "O": {"shape": "Only"}}},
+                        "Both": {"type": "structure", "members": {"a": {"shape": "Str"},
+                                                                  "b": {"shape": "Str"}}},
+                        "Only": {"type": "structure", "members": {"a": {"shape": "Str"},
+                                                                  "b": {"shape": "Str"}}},
+                        "Str": {"type": "string"}}}
+    cut = service_models.cut_service(model, frozenset({"Get"}),
+                                     {"Both": frozenset({"a"}), "Only": frozenset({"a"})})
+    assert list(cut["shapes"]["Both"]["members"]) == ["a", "b"]
+    assert list(cut["shapes"]["Only"]["members"]) == ["a"]
