@@ -222,6 +222,46 @@ def test_a_killed_group_launch_is_reaped_with_its_group_and_template(
     assert live == []  # nothing refilled what the reaper ended
 
 
+@pytest.mark.parametrize("tid", ["EF-Request", "SF-Maintain"])
+def test_a_killed_fleet_launch_with_no_host_listed_is_found_by_its_tags(
+        hf: HostFactory, tid: str) -> None:
+    """Killed after CreateFleet/RequestSpotFleet, before the fleet id was written, and no
+    host of it listed (none launched yet, or long gone): the reaper finds the fleet by its
+    request-id tag, once, and releases it with its template."""
+    from tests.support import ec2_events
+
+    hf.write_templates(api_templates(hf) + hf.default_templates())
+    rid = hf.request(tid, 2)
+    owner = Owner(hf, tid, rid)
+    kill_before_answer(hf, rid)
+    data = hf.state()
+    data["requests"][rid]["fleetIds"] = []  # the kill came before the reply was written
+    hf.state_path.write_text(json.dumps(data))
+    ids = [i for i, inst in hf.server.instances().items()
+           if _e2e.tags_of(inst).get(REQUEST_TAG) == rid]
+    hf.server.ec2.terminate_instances(InstanceIds=ids)
+    ec2_events.forget_terminated()
+    fleet = owner.get()
+    assert fleet is not None and owner.state() == "active"
+    fid = fleet.get("FleetId") or fleet.get("SpotFleetRequestId")
+
+    other = hf.request(RI, 1)  # its reaper
+    assert hf.state()["requests"][rid]["launch"] == "abandoned"
+    hf.server.reset_calls()
+    hf.status(other)
+    hf.status(other)
+    calls = hf.server.calls()
+    listing = "DescribeFleets" if tid.startswith("EF") else "DescribeSpotFleetRequests"
+    assert calls.get(listing) == 1, calls  # one search, not one per poll
+    assert owner.state() in RELEASED and owner.state() not in (
+        "deleted_running", "cancelled_running"), owner.state()
+    assert launch_templates(hf, rid) == []
+    assert hf.state()["requests"][rid]["fleetIds"] == [fid]
+    hf.server.reset_calls()
+    hf.status(other)
+    assert listing not in hf.server.calls()
+
+
 def test_a_lost_work_dir_does_not_overstate_available_number(hf: HostFactory) -> None:
     rid = hf.request(RI, 5)
     hf.wait(rid)
