@@ -137,8 +137,10 @@ def after_sweep(ctx: Context, found: dict[str, dict[str, Any]], now: float,
     asked = asked or {}
     _end_overdue_pending(ctx, asked, found, now)
     snapshot = state.read(ctx.state_path, _lock_timeout(ctx))
+    _retry_left_behind(ctx, snapshot, now)
     _end_unanswered(ctx, [rid for rid, rec in snapshot["requests"].items()
                           if rec.get("launch") == "abandoned"], found)
+    _find_lost_fleets(ctx, snapshot, now)
     to_settle = _learn(ctx, found, asked, now)
     outcome: dict[str, dict[str, Any]] = {}
     for rid, (rec, running) in to_settle.items():
@@ -238,6 +240,44 @@ def _learn_fleet_ids(rec: dict[str, Any], rid: str, found: dict[str, dict[str, A
         for key in records.FLEET_ID_TAGS:
             if tags.get(key) and tags[key] not in rec["fleetIds"]:
                 rec["fleetIds"].append(tags[key])
+
+
+def lost_fleet(rec: dict[str, Any]) -> bool:
+    """A fleet launch whose reply was lost (abandoned, outcome unknown, or in doubt) and
+    whose fleet no host's tag has named yet: its fleet is looked for by its own tags, once."""
+    return (rec.get("kind") == "create" and rec.get("api") in ("EC2Fleet", "SpotFleet")
+            and rec.get("fleetType") != "instant" and not rec.get("fleetIds")
+            and not rec.get("cleaned") and not rec.get("fleetSearchedAt")
+            and (rec.get("launch") in ("abandoned", "unknown") or bool(rec.get("doubt"))))
+
+
+def _find_lost_fleets(ctx: Context, snapshot: dict[str, Any], now: float) -> None:
+    """One listing per fleet API, only while a record needs it (lost_fleet): a fleet
+    launched with no host yet, or whose hosts are gone, is still settled and deleted."""
+    lost = {rid: rec["api"] for rid, rec in snapshot["requests"].items() if lost_fleet(rec)}
+    if not lost:
+        return
+    found: dict[str, list[dict[str, Any]]] = {}
+    for api in sorted(set(lost.values())):
+        try:
+            for res in apis.module_for(api).owned(ctx):
+                if lost.get(res["requestId"]) == api:
+                    found.setdefault(res["requestId"], []).append(res)
+        except AwsError as exc:
+            log.warning("could not list %s fleets to find those of %s, will retry: %s", api,
+                        sorted(r for r, a in lost.items() if a == api), exc)
+            lost = {r: a for r, a in lost.items() if a != api}
+    with state.update(ctx.state_path, _lock_timeout(ctx)) as st:
+        for rid in lost:
+            cur = st["requests"].get(rid)
+            if cur is None or not lost_fleet(cur):
+                continue
+            cur["fleetSearchedAt"] = now
+            for res in found.get(rid, []):
+                if res["id"] not in cur["fleetIds"]:
+                    cur["fleetIds"].append(res["id"])
+                    log.warning("%s: its launch's reply was lost; found its fleet %s by its "
+                                "tags", rid, res["id"])
 
 
 def _due(info: dict[str, Any] | None, now: float) -> bool:
@@ -343,11 +383,8 @@ def _what_made_it(ctx: Context, rec: dict[str, Any], rid: str,
                   mine: dict[str, dict[str, Any]]) -> None:
     """From the template and EC2's own tags: the API, and the group, fleet and launch
     template names to release (derived from the request id, as requestMachines made them)."""
-    from hostfactory_aws.errors import HostFactoryError
-
-    try:
-        t = ctx.template(rec["templateId"])
-    except HostFactoryError:
+    t = _template_or_none(ctx, rec["templateId"])
+    if t is None:
         return  # the template is gone: only the hosts are known
     rec.update(api=t["providerApi"], fleetType=t["fleetType"], weights=t["vmTypes"],
                status="complete")  # HostFactory had its answer before the state was lost
@@ -369,12 +406,14 @@ def adopt_lost_state(ctx: Context,
                      found: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """No state file (a lost or wiped work dir, a failover): rebuild what AWS says runs.
 
-    Every request the sweep shows hosts of (live, returned or ended: the ones whose hosts
-    are all gone still have a group, fleet or template to release) is rebuilt, so
-    availableNumber counts what runs under each template and reconcile settles and cleans
-    up what earlier requests left. Costs one sweep when the verb has none (getAvailable-
-    Templates), once: the state file exists afterwards. A failed sweep is logged and the
-    empty state used.
+    Every request the sweep shows hosts of (live, returned or ended) is rebuilt, so
+    availableNumber counts what runs under each template; so is every request whose fleet,
+    Spot Fleet request, group or launch template is still there though none of its hosts is
+    listed (all returned long ago, or none launched): reconcile then settles and cleans up
+    what earlier requests left. Costs one sweep when the verb has none (getAvailable-
+    Templates) and one listing per resource family, once: the state file exists afterwards.
+    A failed sweep is logged and the empty state used; a failed listing is retried by the
+    next calls that reconcile (see after_sweep).
     """
     if found is None:
         try:
@@ -384,6 +423,7 @@ def adopt_lost_state(ctx: Context,
                       "may overstate what is free: %s", ctx.state_path, exc)
             return state.read(ctx.state_path, _lock_timeout(ctx))
     now = time.time()
+    left = _left_behind(ctx)
     seen = {tagmod.from_aws(inst.get("Tags")).get(tagmod.REQUEST_ID) for inst in found.values()}
     with state.update(ctx.state_path, _lock_timeout(ctx)) as st:
         for rid in sorted(r for r in seen if r and r.startswith("req-")):
@@ -391,5 +431,87 @@ def adopt_lost_state(ctx: Context,
                 rec = rebuild(rid, found, now, ctx)
                 if rec is not None:
                     st["requests"][rid] = rec
+        if left is None:
+            st[LEFT_BEHIND_PENDING] = True
+        else:
+            adopt_resources(st["requests"], left, now, ctx)
         st["rebuiltFromAwsAt"] = now
         return st
+
+
+# State key: the listing of fleets, groups and templates of a lost state file still to do.
+LEFT_BEHIND_PENDING = "leftBehindPending"
+
+
+def _left_behind(ctx: Context) -> list[dict[str, Any]] | None:
+    from hostfactory_aws.errors import HostFactoryError
+
+    try:
+        wanted = apis.families(ctx.templates)
+    except HostFactoryError:  # no readable templates: look for everything
+        wanted = {"LaunchTemplate", *apis.FLEET_APIS}
+    try:
+        return apis.left_behind(ctx, wanted)
+    except AwsError as exc:
+        log.error("state file lost: could not list this provider's fleets, groups and launch "
+                  "templates (the next calls retry): %s", exc)
+        return None
+
+
+def _retry_left_behind(ctx: Context, snapshot: dict[str, Any], now: float) -> None:
+    """A lost state file's listing that failed: retried until it worked, then never."""
+    if not snapshot.get(LEFT_BEHIND_PENDING):
+        return
+    left = _left_behind(ctx)
+    if left is None:
+        return
+    with state.update(ctx.state_path, _lock_timeout(ctx)) as st:
+        adopt_resources(st["requests"], left, now, ctx)
+        st.pop(LEFT_BEHIND_PENDING, None)
+
+
+def adopt_resources(reqs: dict[str, Any], left: list[dict[str, Any]], now: float,
+                    ctx: Context | None = None) -> None:
+    """Records for the requests these Resources (apis.left_behind) belong to, in place.
+
+    A request with no record gets one that has ended (HostFactory had its answer before the
+    state was lost) and delivered nothing: it holds nothing against maxNumber, its fleet or
+    group is settled and then deleted with its template, and a host it launches later is
+    an orphan, never a machine HostFactory was given. A record rebuilt from hosts learns the
+    ids its hosts' tags did not give. Records the plugin wrote itself are left alone.
+    """
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for res in left:
+        by_request.setdefault(res["requestId"], []).append(res)
+    for rid, mine in sorted(by_request.items()):
+        rec = reqs.get(rid)
+        if rec is None:
+            rec = reqs[rid] = _from_resources(rid, mine, now, ctx)
+            log.warning("%s: not in the state file and no host of it listed; rebuilt to "
+                        "release %s", rid, ", ".join(r["id"] for r in mine))
+        elif not rec.get("rebuilt") or rec.get("kind") != "create":
+            continue
+        records.own_resources(rec, mine)
+
+
+def _from_resources(rid: str, mine: list[dict[str, Any]], now: float,
+                    ctx: Context | None) -> dict[str, Any]:
+    tid = mine[0]["templateId"]
+    t = _template_or_none(ctx, tid)
+    api = (t or {}).get("providerApi", "RunInstances")
+    rec = records.new_create(tid, 0, api, min(r["createdAt"] for r in mine) or now)
+    rec.update(launch="done", status="complete", delivered=[], target=0, rebuilt=True,
+               answered=True, polled=True, fleetType=(t or {}).get("fleetType"),
+               weights=(t or {}).get("vmTypes") or {})
+    return rec
+
+
+def _template_or_none(ctx: Context | None, tid: str) -> dict[str, Any] | None:
+    from hostfactory_aws.errors import HostFactoryError
+
+    if ctx is None:
+        return None
+    try:
+        return ctx.template(tid)
+    except HostFactoryError:
+        return None  # the template is gone: what AWS says is all there is

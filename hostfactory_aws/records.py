@@ -208,6 +208,22 @@ def learn(rec: dict[str, Any], rid: str, found: dict[str, dict[str, Any]],
             info["state"], info["vanished"] = "terminated", True
 
 
+def own_resources(rec: dict[str, Any], mine: list[dict[str, Any]]) -> None:
+    """A rebuilt record takes in its fleets, groups and launch template as AWS lists them
+    (Resources of apis.left_behind); what they say of the API wins over a guess."""
+    for res in mine:
+        if res["api"] == "":  # the launch template made for the request
+            rec["launchTemplateName"] = res["launchTemplateName"]
+            rec["launchTemplateId"] = res["id"]
+            continue
+        if rec.get("api") != res["api"]:
+            rec["api"] = res["api"]
+            rec["fleetType"] = res.get("fleetType")
+        if res["id"] not in rec["fleetIds"]:
+            rec["fleetIds"].append(res["id"])
+        rec["target"] = max(int(rec.get("target") or 0), int(res.get("target") or 0))
+
+
 def running_units(rec: dict[str, Any], found: dict[str, dict[str, Any]]) -> float:
     """Units of the record's own hosts that run now (extra hosts never count)."""
     return sum(float(info.get("units", 1.0)) for iid, info in rec["instances"].items()

@@ -330,7 +330,10 @@ def _doctor(args: argparse.Namespace) -> int:
     else:
         for line in lines:
             _out(line.text())
-        _out(f"{len(lines) - len(failed)} checks passed or skipped, {len(failed)} failed")
+        warned = sum(1 for line in lines if line.status == doctor.WARN)
+        more = f", {warned} to act on soon" if warned else ""
+        _out(f"{len(lines) - len(failed) - warned} checks passed or skipped{more}, "
+             f"{len(failed)} failed")
     return 1 if failed else 0
 
 

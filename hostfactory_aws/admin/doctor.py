@@ -16,7 +16,7 @@ from typing import Any
 from hostfactory_aws.cloud.error_codes import no_answer
 from hostfactory_aws.errors import AwsError, HostFactoryError
 
-OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
+OK, FAIL, SKIP, WARN = "OK", "FAIL", "SKIP", "WARN"  # WARN: works now, act soon
 ENV_PREFIXES = ("HF_", "PRO_")
 ENV_NAMES = ("PROVIDER_NAME", "LSF_ENVDIR", "LSF_TOP", "EGO_TOP", "EGO_CONFDIR",
              "HOSTFACTORY_AWS_PYTHON", "AWS_PROFILE", "AWS_REGION",
@@ -298,7 +298,52 @@ def _aws(ctx: Any, config: dict[str, Any] | None) -> list[Line]:
     except AwsError as exc:
         out.append(Line(FAIL, "ec2", f"DescribeInstances: {_aws_text(exc)}",
                         _aws_fix(exc, "ec2:DescribeInstances")))
+    groups = _asg_templates(ctx)
+    if groups:
+        out.append(_asg_quota(aws, groups))
     return out
+
+
+def _asg_templates(ctx: Any) -> list[dict[str, Any]]:
+    try:
+        return [t for t in ctx.templates if t.get("providerApi") == "ASG"]
+    except HostFactoryError:
+        return []  # the templates line already says what is wrong
+
+
+# Warn when more of the groups quota than this is in use.
+ASG_QUOTA_WARN_SHARE = 0.8
+
+
+def asg_quota_line(used: int, limit: int, templates: list[dict[str, Any]]) -> Line:
+    """The groups quota against what the ASG templates could need (pure): every request
+    makes its own group, so a template may need as many as its maxNumber (one machine per
+    request). FAIL when no group can be made, WARN when fewer remain than the templates
+    could need or more than 80% are used."""
+    free = max(0, limit - used)
+    bounded = [t["maxNumber"] for t in templates if t.get("maxNumber", -1) >= 0]
+    need = sum(bounded) if len(bounded) == len(templates) else None
+    ids = ", ".join(t["templateId"] for t in templates)
+    detail = (f"{used} of {limit} Auto Scaling groups in use, {free} free; templates {ids} "
+              f"make one group per request" + (f" (up to {need})" if need is not None else ""))
+    fix = ("delete groups no longer needed, or raise the quota 'Auto Scaling groups per "
+           "region' in Service Quotas")
+    if free == 0:
+        return Line(FAIL, "asg quota", detail + ": requestMachines with these templates fails",
+                    fix)
+    if used > ASG_QUOTA_WARN_SHARE * limit or (need is not None and free < need):
+        return Line(WARN, "asg quota", detail + ": few groups left", fix)
+    return Line(OK, "asg quota", detail)
+
+
+def _asg_quota(aws: Any, templates: list[dict[str, Any]]) -> Line:
+    try:
+        resp = aws.call("autoscaling", "DescribeAccountLimits")
+    except AwsError as exc:
+        return Line(FAIL, "asg quota", f"Auto Scaling DescribeAccountLimits: {_aws_text(exc)}",
+                    _aws_fix(exc, "autoscaling:DescribeAccountLimits"))
+    return asg_quota_line(int(resp.get("NumberOfAutoScalingGroups", 0)),
+                          int(resp.get("MaxNumberOfAutoScalingGroups", 0)), templates)
 
 
 def _aws_text(exc: AwsError) -> str:

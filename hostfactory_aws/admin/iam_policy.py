@@ -38,7 +38,8 @@ EC2_CHANGES = ["ec2:CancelSpotFleetRequests", "ec2:CreateTags", "ec2:DeleteFleet
 ASG_CHANGES = ["autoscaling:DeleteAutoScalingGroup", "autoscaling:DetachInstances",
                "autoscaling:SuspendProcesses", "autoscaling:UpdateAutoScalingGroup"]
 LT_VERSIONS = ["ec2:CreateLaunchTemplateVersion", "ec2:DeleteLaunchTemplateVersions"]
-CHECKS = ["iam:GetInstanceProfile", "iam:GetRole", "sts:GetCallerIdentity"]
+CHECKS = ["autoscaling:DescribeAccountLimits", "iam:GetInstanceProfile", "iam:GetRole",
+          "sts:GetCallerIdentity"]
 # service-linked role per AWS service name (made by AWS on the API's first use)
 SERVICE_LINKED = {"autoscaling.amazonaws.com": "AWSServiceRoleForAutoScaling",
                   "ec2fleet.amazonaws.com": "AWSServiceRoleForEC2Fleet",

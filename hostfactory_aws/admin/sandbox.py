@@ -70,6 +70,7 @@ def make_moto_faithful() -> None:
     _merge_source_version()
     _tag_fleet_instances()
     _filter_spot_requests_by_status()
+    _add_describe_account_limits()
 
 
 def _tag_fleet_instances() -> None:
@@ -307,6 +308,28 @@ def _add_modify_fleet() -> None:
         return ActionResult({"Return": True})
 
     Fleets.modify_fleet = modify_fleet  # type: ignore[attr-defined]
+
+
+# Auto Scaling's default quota of groups per region; the sandbox's backend may set its own
+# (``hf_max_groups``), as an account with a raised or lowered quota would have.
+ASG_QUOTA = 500
+
+
+def _add_describe_account_limits() -> None:
+    """moto has no Auto Scaling DescribeAccountLimits: answer as AWS does, counting the
+    groups moto holds against the quota."""
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    def describe_account_limits(self: Any) -> Any:
+        backend = self.autoscaling_backend
+        return ActionResult({
+            "MaxNumberOfAutoScalingGroups": getattr(backend, "hf_max_groups", ASG_QUOTA),
+            "MaxNumberOfLaunchConfigurations": 200,
+            "NumberOfAutoScalingGroups": len(backend.autoscaling_groups),
+            "NumberOfLaunchConfigurations": len(backend.launch_configurations)})
+
+    AutoScalingResponse.describe_account_limits = describe_account_limits  # type: ignore
 
 
 def _fleet_instance(req: Any) -> Any:

@@ -39,7 +39,8 @@ OPERATIONS: dict[str, frozenset[str]] = {
         "ModifySpotFleetRequest", "RequestSpotFleet", "RunInstances", "TerminateInstances",
     }),
     "autoscaling": frozenset({
-        "CreateAutoScalingGroup", "DeleteAutoScalingGroup", "DescribeAutoScalingGroups",
+        "CreateAutoScalingGroup", "DeleteAutoScalingGroup", "DescribeAccountLimits",
+        "DescribeAutoScalingGroups",
         "DescribeAutoScalingInstances", "DescribeScalingActivities", "DetachInstances",
         "SuspendProcesses",
         "TerminateInstanceInAutoScalingGroup", "UpdateAutoScalingGroup",

@@ -13,7 +13,7 @@ from tests.support.hostfactory import ACCOUNT, PROVIDER, HostFactory, lines
 def _by_check(stdout: str) -> dict[str, str]:
     out = {}
     for line in lines(stdout)[:-1]:
-        m = re.match(r"^(OK|FAIL|SKIP) +([a-z0-9 ]+): (.*)$", line)
+        m = re.match(r"^(OK|FAIL|SKIP|WARN) +([a-z0-9 ]+): (.*)$", line)
         assert m, f"not a check line: {line!r}"
         out[m.group(2)] = f"{m.group(1)} {m.group(3)}"
     return out
@@ -43,6 +43,7 @@ def test_healthy_install(site: HostFactory) -> None:
     assert lines(proc.stdout)[-1].endswith(", 0 failed")
     calls = site.server.calls()
     assert calls.get("GetCallerIdentity") == 1 and calls.get("DescribeInstances") == 1
+    assert "asg quota" not in checks and "DescribeAccountLimits" not in calls  # no ASG template
 
 
 def test_unwritable_work_dir_fails_with_a_fix(site: HostFactory) -> None:
@@ -114,3 +115,56 @@ def test_lsf_install_is_recognised(lsf_site: HostFactory) -> None:
     assert checks["work dir"].startswith(f"OK {lsf_site.work_dir} (from $PRO_DATA_DIR)")
     assert checks["log dir"].startswith(f"OK {lsf_site.log_dir} (from $PRO_LSF_LOGDIR)")
     assert f"PRO_CONF_DIR={lsf_site.root / 'pro'}" in checks["environment"]
+
+
+def _groups_in_use(site: HostFactory, used: int, quota: int) -> None:
+    """``used`` Auto Scaling groups in an account whose quota is ``quota``."""
+    from moto.autoscaling.models import autoscaling_backends
+
+    from tests.support.server import REGION
+
+    autoscaling_backends[ACCOUNT][REGION].hf_max_groups = quota
+    client = site.server.client("autoscaling")
+    client.create_launch_configuration(LaunchConfigurationName="lc", ImageId=site.image_id,
+                                       InstanceType="m5.large")
+    for i in range(used):
+        client.create_auto_scaling_group(AutoScalingGroupName=f"other-{i}", MinSize=0,
+                                         MaxSize=0, LaunchConfigurationName="lc",
+                                         AvailabilityZones=["us-east-1a"])
+
+
+def test_asg_quota_warns_when_fewer_groups_remain_than_templates_could_need(
+        site: HostFactory) -> None:
+    site.write_templates([site.template("Plain"),
+                          site.template("Groups", providerApi="ASG", maxNumber=4)])
+    _groups_in_use(site, used=2, quota=5)
+    proc = site.cli("doctor")
+    assert proc.returncode == 0, proc.stdout  # launches still work: act soon, not now
+    checks = _by_check(proc.stdout)
+    assert checks["asg quota"].startswith(
+        "WARN 2 of 5 Auto Scaling groups in use, 3 free; templates Groups make one group per "
+        "request (up to 4): few groups left -> fix: "), checks["asg quota"]
+    assert "raise the quota 'Auto Scaling groups per region'" in checks["asg quota"]
+    assert lines(proc.stdout)[-1].endswith(", 1 to act on soon, 0 failed")
+    assert site.server.calls().get("DescribeAccountLimits") == 1
+
+
+def test_asg_quota_fails_when_no_group_can_be_made_and_passes_with_room(
+        site: HostFactory) -> None:
+    site.write_templates([site.template("Groups", providerApi="ASG", maxNumber=2)])
+    _groups_in_use(site, used=3, quota=3)
+    proc = site.cli("doctor", "--json")
+    assert proc.returncode == 1
+    by = {c["check"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert by["asg quota"]["status"] == "FAIL", by["asg quota"]
+    assert "3 of 3" in by["asg quota"]["detail"]
+    assert "requestMachines with these templates fails" in by["asg quota"]["detail"]
+
+    from moto.autoscaling.models import autoscaling_backends
+
+    from tests.support.server import REGION
+
+    autoscaling_backends[ACCOUNT][REGION].hf_max_groups = 500  # AWS's default quota
+    checks = _by_check(site.cli("doctor").stdout)
+    assert checks["asg quota"] == ("OK 3 of 500 Auto Scaling groups in use, 497 free; "
+                                   "templates Groups make one group per request (up to 2)")

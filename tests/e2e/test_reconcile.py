@@ -222,6 +222,46 @@ def test_a_killed_group_launch_is_reaped_with_its_group_and_template(
     assert live == []  # nothing refilled what the reaper ended
 
 
+@pytest.mark.parametrize("tid", ["EF-Request", "SF-Maintain"])
+def test_a_killed_fleet_launch_with_no_host_listed_is_found_by_its_tags(
+        hf: HostFactory, tid: str) -> None:
+    """Killed after CreateFleet/RequestSpotFleet, before the fleet id was written, and no
+    host of it listed (none launched yet, or long gone): the reaper finds the fleet by its
+    request-id tag, once, and releases it with its template."""
+    from tests.support import ec2_events
+
+    hf.write_templates(api_templates(hf) + hf.default_templates())
+    rid = hf.request(tid, 2)
+    owner = Owner(hf, tid, rid)
+    kill_before_answer(hf, rid)
+    data = hf.state()
+    data["requests"][rid]["fleetIds"] = []  # the kill came before the reply was written
+    hf.state_path.write_text(json.dumps(data))
+    ids = [i for i, inst in hf.server.instances().items()
+           if _e2e.tags_of(inst).get(REQUEST_TAG) == rid]
+    hf.server.ec2.terminate_instances(InstanceIds=ids)
+    ec2_events.forget_terminated()
+    fleet = owner.get()
+    assert fleet is not None and owner.state() == "active"
+    fid = fleet.get("FleetId") or fleet.get("SpotFleetRequestId")
+
+    other = hf.request(RI, 1)  # its reaper
+    assert hf.state()["requests"][rid]["launch"] == "abandoned"
+    hf.server.reset_calls()
+    hf.status(other)
+    hf.status(other)
+    calls = hf.server.calls()
+    listing = "DescribeFleets" if tid.startswith("EF") else "DescribeSpotFleetRequests"
+    assert calls.get(listing) == 1, calls  # one search, not one per poll
+    assert owner.state() in RELEASED and owner.state() not in (
+        "deleted_running", "cancelled_running"), owner.state()
+    assert launch_templates(hf, rid) == []
+    assert hf.state()["requests"][rid]["fleetIds"] == [fid]
+    hf.server.reset_calls()
+    hf.status(other)
+    assert listing not in hf.server.calls()
+
+
 def test_a_lost_work_dir_does_not_overstate_available_number(hf: HostFactory) -> None:
     rid = hf.request(RI, 5)
     hf.wait(rid)
@@ -230,7 +270,8 @@ def test_a_lost_work_dir_does_not_overstate_available_number(hf: HostFactory) ->
     shutil.rmtree(hf.work_dir)  # state and backup gone, HostFactory still holds 5 hosts
     hf.server.reset_calls()
     assert hf.templates()[RI]["availableNumber"] == 10 - 5
-    assert hf.server.calls() == {"DescribeInstances": 1}
+    # the sweep, and (its instant fleets make launch templates) the templates left behind
+    assert hf.server.calls() == {"DescribeInstances": 1, "DescribeLaunchTemplates": 1}
     code, answer = hf.call("requestMachines", {"template": {"templateId": RI,
                                                             "machineCount": 6}})
     assert code == 1 and "more than the 5" in answer["message"], answer
@@ -270,3 +311,75 @@ def test_lifecycle_with_the_work_dir_lost_before_every_call(hf: HostFactory, tid
     live = [i for i, inst in hf.server.instances().items()
             if inst["State"]["Name"] not in ("terminated", "shutting-down")]
     assert live == []
+
+
+@pytest.mark.parametrize("tid", ["EF-Request", "EF-Maintain", "SF-Request", "ASG-One"])
+def test_a_lost_work_dir_releases_what_earlier_requests_left_with_no_host_listed(
+        hf: HostFactory, tid: str) -> None:
+    """Issue 12: every host of a request returned, its fleet or group not released yet, EC2
+    no longer lists the terminated hosts, then the work dir is lost. Only the resources'
+    own tags still name the request: the next calls release it all."""
+    import shutil
+
+    from tests.support import ec2_events
+
+    hf.write_templates(api_templates(hf) + hf.default_templates())
+    rid = hf.request(tid, 2)
+    done = hf.wait(rid)  # final answer: a request fleet stops launching, a maintain one
+    assert len(done["machines"]) == 2, done  # keeps its target
+    owner = Owner(hf, tid, rid)
+    hf.give_back(done["machines"])  # the hosts end; the work dir is lost before the poll
+    shutil.rmtree(hf.work_dir)
+    gone = ec2_events.forget_terminated()
+    assert {m["machineId"] for m in done["machines"]} <= set(gone)
+    assert launch_templates(hf, rid) != []
+    if "Maintain" in tid or tid.startswith("ASG"):  # still there to launch replacements
+        assert owner.state() not in RELEASED, owner.state()
+
+    # the first call after the loss rebuilds the request, holding nothing against maxNumber
+    assert hf.templates()[tid]["availableNumber"] == 20
+    rebuilt = hf.state()["requests"][rid]
+    assert rebuilt["rebuilt"] and rebuilt["instances"] == {}, rebuilt
+    hf.ok("getReturnRequests", {"machines": []})  # settle, then clean up
+    hf.ok("getReturnRequests", {"machines": []})
+    assert owner.state() in RELEASED, owner.state()
+    assert launch_templates(hf, rid) == []
+    assert hf.state()["requests"][rid]["cleaned"] is True
+    assert hf.templates()[tid]["availableNumber"] == 20
+
+
+# A fleet or group that launches nothing more: deleted (or stopped by settle, a request
+# fleet then ending by itself with its last host) or gone.
+RELEASED = ("gone", "Delete in progress", "deleted", "deleted_terminating", "deleted_running",
+            "cancelled", "cancelled_terminating", "cancelled_running")
+
+
+def test_a_lost_work_dir_deletes_a_launch_template_left_alone(hf: HostFactory) -> None:
+    """A request's template outlived its launch (its deletion failed, and so did the
+    clean-up's), then the work dir was lost: the template's tags name it, so it goes."""
+    import shutil
+
+    hf.write_templates(api_templates(hf) + hf.default_templates())
+    rid = "req-00000000-0000-4000-8000-000000000012"
+    tags = {PROVIDER_TAG: PROVIDER, REQUEST_TAG: rid, TEMPLATE_TAG: EF_REQUEST}
+    ec2 = hf.server.ec2
+    ec2.create_launch_template(
+        LaunchTemplateName=f"hf-{rid}", LaunchTemplateData={"ImageId": hf.image_id},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
+            {"Key": k, "Value": v} for k, v in tags.items()]}])
+    # not ours to delete: another provider's, and an admin's template carrying our tags
+    foreign = "req-00000000-0000-4000-8000-000000000013"
+    ec2.create_launch_template(
+        LaunchTemplateName=f"hf-{foreign}", LaunchTemplateData={"ImageId": hf.image_id},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
+            {"Key": PROVIDER_TAG, "Value": "other"}, {"Key": REQUEST_TAG, "Value": foreign}]}])
+    ec2.create_launch_template(
+        LaunchTemplateName="admins-own", LaunchTemplateData={"ImageId": hf.image_id},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
+            {"Key": k, "Value": v} for k, v in tags.items()]}])
+    shutil.rmtree(hf.work_dir, ignore_errors=True)
+    hf.ok("getReturnRequests", {"machines": []})
+    names = {lt["LaunchTemplateName"] for lt in ec2.describe_launch_templates()[
+        "LaunchTemplates"]}
+    assert f"hf-{rid}" not in names
+    assert {f"hf-{foreign}", "admins-own"} <= names

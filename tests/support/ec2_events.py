@@ -120,3 +120,15 @@ def launch_raw(ec2: Any, tags: dict[str, str] | None, count: int = 1,
         params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [
             {"Key": k, "Value": v} for k, v in tags.items()]}]
     return [i["InstanceId"] for i in ec2.run_instances(**params)["Instances"]]
+
+
+def forget_terminated() -> list[str]:
+    """EC2 stops listing a terminated instance about an hour after it ended; moto lists it
+    forever. Drops every terminated instance from moto's reservations; returns their ids."""
+    gone = []
+    for res in backend().reservations.values():
+        for inst in list(res.instances):
+            if inst._state.name == "terminated":
+                res.instances.remove(inst)
+                gone.append(inst.id)
+    return gone

@@ -7,6 +7,10 @@ Every module has:
   before_return(ctx, rec, units_by_id) -> set[str]      make the API let go of these machines
                                                         (ids it terminated itself)
   cleanup(ctx, rec) -> None                             last machine gone: remove resources
+  owned(ctx) -> [Resource]                               this provider's fleets or groups
+                                                        that still work, found by their tags
+A Resource is a plain dict: {"api", "id", "requestId", "templateId", "createdAt" (epoch),
+"fleetType", "target"}; a launch template's also has "launchTemplateName".
 A Launch is a plain dict: {"instances": {id: {"units", "name", "type"}}, "fleetIds": [...],
 "errors": ["Code: message"], "launchTemplateId": id we created or None, "target": units}.
 A Progress is {"active": bool (may still launch more), "errors": [...]}.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instance_types, launch_spec
@@ -33,6 +37,78 @@ def module_for(api: str) -> Any:
     """The module of one API; a record rebuilt from tags alone (api unknown) gets
     RunInstances', whose release and cleanup leave everything to instance termination."""
     return importlib.import_module(f"{__name__}.{MODULES.get(api, 'run_instances')}")
+
+
+FLEET_APIS = ("EC2Fleet", "SpotFleet", "ASG")
+LAUNCH_TEMPLATES_PAGE = 200  # DescribeLaunchTemplates' largest page
+
+
+def resource(api: str, rid_id: str, tags: list[dict[str, str]] | None, provider: str,
+             created: Any, **fields: Any) -> dict[str, Any] | None:
+    """One Resource from a described fleet, group or template, None unless this provider
+    tagged it with a request id (pure)."""
+    mine = tagmod.from_aws(tags)
+    if mine.get(tagmod.PROVIDER) != provider or not mine.get(tagmod.REQUEST_ID, "").startswith(
+            "req-"):
+        return None
+    return {"api": api, "id": rid_id, "requestId": mine[tagmod.REQUEST_ID],
+            "templateId": mine.get(tagmod.TEMPLATE_ID, "?"), "createdAt": _epoch(created),
+            **fields}
+
+
+def _epoch(value: Any) -> float:
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return float(value or 0)
+
+
+def owned_templates(items: Iterable[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    """The launch templates made for a request (``hf-<request id>``) among ``items`` (pure):
+    never an admin's template, even one carrying our tags."""
+    out = []
+    for lt in items:
+        res = resource("", lt["LaunchTemplateId"], lt.get("Tags"), provider,
+                       lt.get("CreateTime"), launchTemplateName=lt.get("LaunchTemplateName"))
+        if res and res["launchTemplateName"] == f"hf-{res['requestId']}":
+            out.append(res)
+    return out
+
+
+def families(templates: list[dict[str, Any]]) -> set[str]:
+    """What left_behind lists for these templates (pure): the fleet APIs they use that
+    launch after the call, and "LaunchTemplate" if any launch makes one. A site that only
+    uses RunInstances (or instant fleets) pays no listing it cannot need, and needs no
+    endpoint or permission of a service it never calls."""
+    out: set[str] = set()
+    for t in templates:
+        api = t.get("providerApi", "RunInstances")
+        if api != "RunInstances":
+            out.add("LaunchTemplate")
+        if api in FLEET_APIS and not (api == "EC2Fleet" and t.get("fleetType") == "instant"):
+            out.add(api)
+    return out
+
+
+def left_behind(ctx: Context, wanted: set[str]) -> list[dict[str, Any]]:
+    """This provider's fleets, Spot Fleet requests, groups and launch templates that still
+    exist (of the ``wanted`` families, see families), found by their own tags: what a lost
+    state file can no longer name.
+
+    One paginated listing per family (a few calls), made once when the state file is lost.
+    """
+    out: list[dict[str, Any]] = []
+    if "LaunchTemplate" in wanted:
+        pages = ctx.aws.paginate("ec2", "DescribeLaunchTemplates",
+                                 Filters=[tagmod.provider_filter(ctx.provider)],
+                                 MaxResults=LAUNCH_TEMPLATES_PAGE)
+        out += owned_templates((lt for page in pages for lt in page.get("LaunchTemplates", [])),
+                               ctx.provider)
+    for api in FLEET_APIS:
+        if api in wanted:
+            out += module_for(api).owned(ctx)
+    return out
 
 
 def new_launch(target: int = 0) -> dict[str, Any]:

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Iterable
 
+from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
 from hostfactory_aws.cloud.apis import (
     launch_template,
     new_launch,
     own_version,
     release_templates,
+    resource,
     retry_fresh_template,
     undo_template,
 )
@@ -143,6 +145,28 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
                                           f"{act.get('StatusMessage') or act.get('Description')}")
                 break
     return out
+
+
+def owned_in(groups: Iterable[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    """This provider's groups (``hf-<request id>``) not being deleted (pure)."""
+    out = []
+    for g in groups:
+        if g.get("Status") == "Delete in progress":
+            continue
+        res = resource("ASG", g["AutoScalingGroupName"], g.get("Tags"), provider,
+                       g.get("CreatedTime"), target=int(g.get("DesiredCapacity", 0)))
+        if res and res["id"] == group_name(res["requestId"]):
+            out.append(res)
+    return out
+
+
+def owned(ctx: Context) -> list[dict[str, Any]]:
+    """Groups by this provider's tag (Auto Scaling filters on it), 100 per page."""
+    pages = ctx.aws.paginate("autoscaling", "DescribeAutoScalingGroups", MaxRecords=100,
+                             Filters=[{"Name": f"tag:{tagmod.PROVIDER}", "Values": [
+                                 ctx.provider]}])
+    return owned_in((g for page in pages for g in page.get("AutoScalingGroups", [])),
+                    ctx.provider)
 
 
 def settle(ctx: Context, rec: dict[str, Any], running_units: float) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import launch_spec
@@ -26,6 +26,7 @@ from hostfactory_aws.cloud.apis import (
     new_launch,
     on_demand_part,
     own_version,
+    resource,
     retry_fresh_template,
     undo_template,
     weights_units,
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = ("submitted", "active", "modifying")
 DESCRIBE_BATCH = 100
 DELETE_BATCH = {"instant": 25, "request": 100, "maintain": 100}
+DESCRIBE_PAGE = 1000  # DescribeFleets' largest page
+GONE_STATES = ("deleted", "deleted_running", "deleted_terminating")
 
 
 def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
@@ -189,6 +192,28 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
                                         FleetIds=ids[i:i + DESCRIBE_BATCH]).get("Fleets", []))
     return fleet_policy.fleet_states(recs, owner, fleets, "FleetId", "FleetState", "fleet",
                                      ACTIVE_STATES)
+
+
+def owned_in(fleets: Iterable[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    """This provider's request and maintain fleets not deleted yet (pure). Instant fleets
+    launch nothing after their answer (and EC2 lists them only by id): their hosts are
+    all there is to end."""
+    out = []
+    for f in fleets:
+        if f.get("FleetState") in GONE_STATES or f.get("Type") == "instant":
+            continue
+        spec = f.get("TargetCapacitySpecification") or {}
+        res = resource("EC2Fleet", f["FleetId"], f.get("Tags"), provider, f.get("CreateTime"),
+                       fleetType=f.get("Type"), target=int(spec.get("TotalTargetCapacity", 0)))
+        if res:
+            out.append(res)
+    return out
+
+
+def owned(ctx: Context) -> list[dict[str, Any]]:
+    """DescribeFleets has no tag filter: every fleet of the account, filtered on its tags."""
+    pages = ctx.aws.paginate("ec2", "DescribeFleets", MaxResults=DESCRIBE_PAGE)
+    return owned_in((f for page in pages for f in page.get("Fleets", [])), ctx.provider)
 
 
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:

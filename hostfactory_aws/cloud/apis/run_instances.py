@@ -12,7 +12,7 @@ from typing import Any
 
 from hostfactory_aws import machines
 from hostfactory_aws.cloud import launch_spec
-from hostfactory_aws.cloud.apis import new_launch, no_progress, prepare
+from hostfactory_aws.cloud.apis import new_launch, no_progress, prepare, release_templates
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
 
@@ -68,4 +68,6 @@ def before_return(ctx: Context, rec: dict[str, Any], units_by_id: dict[str, floa
 
 
 def cleanup(ctx: Context, rec: dict[str, Any]) -> None:
-    """RunInstances leaves nothing behind but the instances themselves."""
+    """RunInstances leaves nothing behind but the instances themselves; a record rebuilt
+    from AWS whose API is unknown may still name a launch template made for its request."""
+    release_templates(ctx, rec)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import apis as common
@@ -29,6 +29,8 @@ ALLOCATION = {"lowest-price": "lowestPrice", "diversified": "diversified",
 ON_DEMAND_ALLOCATION = {"lowest-price": "lowestPrice", "prioritized": "prioritized"}
 ACTIVE_STATES = ("submitted", "active", "modifying")
 BATCH = 100
+DESCRIBE_PAGE = 1000  # DescribeSpotFleetRequests' largest page
+GONE_STATES = ("cancelled", "cancelled_running", "cancelled_terminating")
 
 
 def launch(ctx: Context, t: dict[str, Any], request_id: str, units: int,
@@ -85,6 +87,28 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return fleet_policy.fleet_states(recs, owner, configs, "SpotFleetRequestId",
                                      "SpotFleetRequestState", "spot fleet request",
                                      ACTIVE_STATES)
+
+
+def owned_in(configs: Iterable[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    """This provider's Spot Fleet requests not cancelled yet (pure)."""
+    out = []
+    for c in configs:
+        if c.get("SpotFleetRequestState") in GONE_STATES:
+            continue
+        cfg = c.get("SpotFleetRequestConfig") or {}
+        res = common.resource("SpotFleet", c["SpotFleetRequestId"], c.get("Tags"), provider,
+                              c.get("CreateTime"), fleetType=cfg.get("Type", "maintain"),
+                              target=int(cfg.get("TargetCapacity", 0)))
+        if res:
+            out.append(res)
+    return out
+
+
+def owned(ctx: Context) -> list[dict[str, Any]]:
+    """DescribeSpotFleetRequests has no filter: every request, filtered on its tags."""
+    pages = ctx.aws.paginate("ec2", "DescribeSpotFleetRequests", MaxResults=DESCRIBE_PAGE)
+    return owned_in((c for page in pages for c in page.get("SpotFleetRequestConfigs", [])),
+                    ctx.provider)
 
 
 def _modify(ctx: Context, rec: dict[str, Any], target: int) -> None:
