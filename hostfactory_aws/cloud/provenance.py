@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
+from hostfactory_aws.cloud.apis import made_for
 from hostfactory_aws.cloud.apis.asg import group_name
 from hostfactory_aws.cloud.session import Aws
 from hostfactory_aws.errors import AwsError
@@ -31,11 +32,6 @@ EC2_FLEET_TAG, SPOT_FLEET_TAG = "aws:ec2:fleet-id", "aws:ec2spot:fleet-request-i
 GROUP_TAG = "aws:autoscaling:groupName"
 UNPROVEN = ("nothing EC2 set at its launch (ClientToken, group, fleet) names request {rid}: "
             "only its tags say it is ours, and tags can be written by anyone allowed to tag")
-
-
-def made_for(token: str | None, rid: str) -> bool:
-    """A ClientToken the plugin made for this request (``<rid>`` or ``<rid>-<suffix>``)."""
-    return bool(rid) and bool(token) and (token == rid or str(token).startswith(rid + "-"))
 
 
 def mark(inst: dict[str, Any]) -> str | None:

@@ -130,9 +130,12 @@ def test_a_host_after_the_final_answer_is_an_orphan_not_held(hf: HostFactory) ->
     rid = hf.request(RI, 1)
     done = hf.wait(rid)
     (mine,) = [m["machineId"] for m in done["machines"]]
-    # a replacement / copied host with the request's own tags, after the final answer
+    # a late host of the request's own launch (its ClientToken is one of the request's
+    # batches), after the final answer; a copied host (tags alone) is only ever a candidate:
+    # test_reclaim.py::test_a_forged_provider_tag_never_gets_a_host_terminated
     late = hf.server.ec2.run_instances(
         ImageId=hf.image_id, MinCount=1, MaxCount=1, InstanceType="m5.large",
+        ClientToken=f"{rid}-9",
         TagSpecifications=[{"ResourceType": "instance", "Tags": [
             {"Key": PROVIDER_TAG, "Value": PROVIDER}, {"Key": REQUEST_TAG, "Value": rid},
             {"Key": TEMPLATE_TAG, "Value": RI}]}])["Instances"][0]["InstanceId"]

@@ -28,8 +28,10 @@ def tags(provider: str = "aws", rid: str | None = RID, tid: str = "T") -> list[d
     return [{"Key": k, "Value": v} for k, v in out.items()]
 
 
-def fleet(fid: str, state: str = "active", ftype: str = "maintain", **kw: Any) -> dict:
+def fleet(fid: str, state: str = "active", ftype: str = "maintain", token: str = RID,
+          **kw: Any) -> dict:
     return {"FleetId": fid, "FleetState": state, "Type": ftype, "CreateTime": WHEN,
+            "ClientToken": token,
             "TargetCapacitySpecification": {"TotalTargetCapacity": 3}, "Tags": tags(**kw)}
 
 
@@ -37,22 +39,26 @@ def test_ec2_fleets_kept_are_this_providers_request_and_maintain_fleets_not_dele
     listed = [fleet("fleet-a"), fleet("fleet-r", "modifying", "request"),
               fleet("fleet-d", "deleted"), fleet("fleet-dr", "deleted_running"),
               fleet("fleet-dt", "deleted_terminating"), fleet("fleet-i", ftype="instant"),
-              fleet("fleet-o", provider="other"), fleet("fleet-n", rid=None)]
+              fleet("fleet-o", provider="other"), fleet("fleet-n", rid=None),
+              fleet("fleet-top-up", token=f"{RID}-od"),
+              fleet("fleet-tagged-by-hand", token="their-own-token")]  # not ours: kept alive
     got = ec2_fleet.owned_in(listed, "aws")
-    assert [r["id"] for r in got] == ["fleet-a", "fleet-r"]
+    assert [r["id"] for r in got] == ["fleet-a", "fleet-r", "fleet-top-up"]
     assert got[0] == {"api": "EC2Fleet", "id": "fleet-a", "requestId": RID, "templateId": "T",
                       "createdAt": WHEN.timestamp(), "fleetType": "maintain", "target": 3}
 
 
 def test_spot_fleet_requests_kept_are_the_ones_not_cancelled() -> None:
-    def sfr(sid: str, state: str, **kw: Any) -> dict[str, Any]:
+    def sfr(sid: str, state: str, token: str = RID, **kw: Any) -> dict[str, Any]:
         return {"SpotFleetRequestId": sid, "SpotFleetRequestState": state, "CreateTime": WHEN,
-                "SpotFleetRequestConfig": {"Type": "request", "TargetCapacity": 2},
+                "SpotFleetRequestConfig": {"Type": "request", "TargetCapacity": 2,
+                                           "ClientToken": token},
                 "Tags": tags(**kw)}
 
     listed = [sfr("sfr-a", "active"), sfr("sfr-f", "failed"), sfr("sfr-c", "cancelled"),
               sfr("sfr-cr", "cancelled_running"), sfr("sfr-ct", "cancelled_terminating"),
-              sfr("sfr-o", "active", provider="other")]
+              sfr("sfr-o", "active", provider="other"),
+              sfr("sfr-tagged-by-hand", "active", token="")]
     got = spot_fleet.owned_in(listed, "aws")
     assert [r["id"] for r in got] == ["sfr-a", "sfr-f"]
     assert (got[0]["api"], got[0]["fleetType"], got[0]["target"]) == ("SpotFleet", "request", 2)

@@ -43,13 +43,26 @@ FLEET_APIS = ("EC2Fleet", "SpotFleet", "ASG")
 LAUNCH_TEMPLATES_PAGE = 200  # DescribeLaunchTemplates' largest page
 
 
+def made_for(token: str | None, rid: str) -> bool:
+    """A ClientToken the plugin made for this request: ``<rid>`` (CreateFleet,
+    RequestSpotFleet) or ``<rid>-<suffix>`` (RunInstances batches, top-ups, retries)."""
+    return bool(rid) and bool(token) and (token == rid or str(token).startswith(rid + "-"))
+
+
 def resource(api: str, rid_id: str, tags: list[dict[str, str]] | None, provider: str,
-             created: Any, **fields: Any) -> dict[str, Any] | None:
+             created: Any, token: str | None = None, **fields: Any) -> dict[str, Any] | None:
     """One Resource from a described fleet, group or template, None unless this provider
-    tagged it with a request id (pure)."""
+    tagged it with a request id (pure). A fleet also needs its ``token`` (ClientToken) made
+    for that request: tags can be written on anyone's fleet, a ClientToken only at creation,
+    and releasing a fleet that is not ours would end someone else's capacity."""
     mine = tagmod.from_aws(tags)
     if mine.get(tagmod.PROVIDER) != provider or not mine.get(tagmod.REQUEST_ID, "").startswith(
             "req-"):
+        return None
+    if api in ("EC2Fleet", "SpotFleet") and not made_for(token, mine[tagmod.REQUEST_ID]):
+        log.warning("%s %s carries %s=%s but was not created for %s (ClientToken %s): left "
+                    "alone", api, rid_id, tagmod.PROVIDER, provider, mine[tagmod.REQUEST_ID],
+                    token or "none")
         return None
     return {"api": api, "id": rid_id, "requestId": mine[tagmod.REQUEST_ID],
             "templateId": mine.get(tagmod.TEMPLATE_ID, "?"), "createdAt": _epoch(created),

@@ -204,7 +204,8 @@ def owned_in(fleets: Iterable[dict[str, Any]], provider: str) -> list[dict[str, 
             continue
         spec = f.get("TargetCapacitySpecification") or {}
         res = resource("EC2Fleet", f["FleetId"], f.get("Tags"), provider, f.get("CreateTime"),
-                       fleetType=f.get("Type"), target=int(spec.get("TotalTargetCapacity", 0)))
+                       f.get("ClientToken"), fleetType=f.get("Type"),
+                       target=int(spec.get("TotalTargetCapacity", 0)))
         if res:
             out.append(res)
     return out

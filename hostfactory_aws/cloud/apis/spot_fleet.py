@@ -97,7 +97,8 @@ def owned_in(configs: Iterable[dict[str, Any]], provider: str) -> list[dict[str,
             continue
         cfg = c.get("SpotFleetRequestConfig") or {}
         res = common.resource("SpotFleet", c["SpotFleetRequestId"], c.get("Tags"), provider,
-                              c.get("CreateTime"), fleetType=cfg.get("Type", "maintain"),
+                              c.get("CreateTime"), cfg.get("ClientToken"),
+                              fleetType=cfg.get("Type", "maintain"),
                               target=int(cfg.get("TargetCapacity", 0)))
         if res:
             out.append(res)
