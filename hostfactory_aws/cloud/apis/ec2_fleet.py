@@ -198,17 +198,16 @@ def owned_in(fleets: Iterable[dict[str, Any]], provider: str) -> list[dict[str, 
     """This provider's request and maintain fleets not deleted yet (pure). Instant fleets
     launch nothing after their answer (and EC2 lists them only by id): their hosts are
     all there is to end."""
-    out = []
-    for f in fleets:
-        if f.get("FleetState") in GONE_STATES or f.get("Type") == "instant":
-            continue
-        spec = f.get("TargetCapacitySpecification") or {}
-        res = resource("EC2Fleet", f["FleetId"], f.get("Tags"), provider, f.get("CreateTime"),
-                       f.get("ClientToken"), fleetType=f.get("Type"),
-                       target=int(spec.get("TotalTargetCapacity", 0)))
-        if res:
-            out.append(res)
-    return out
+    return [r for r in (_owned_one(f, provider) for f in fleets) if r]
+
+
+def _owned_one(f: dict[str, Any], provider: str) -> dict[str, Any] | None:
+    if f.get("FleetState") in GONE_STATES or f.get("Type") == "instant":
+        return None
+    spec = f.get("TargetCapacitySpecification") or {}
+    return resource("EC2Fleet", f["FleetId"], f.get("Tags"), provider, f.get("CreateTime"),
+                    f.get("ClientToken"), fleetType=f.get("Type"),
+                    target=int(spec.get("TotalTargetCapacity", 0)))
 
 
 def owned(ctx: Context) -> list[dict[str, Any]]:

@@ -91,18 +91,17 @@ def describe(ctx: Context, recs: dict[str, dict[str, Any]]) -> dict[str, dict[st
 
 def owned_in(configs: Iterable[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
     """This provider's Spot Fleet requests not cancelled yet (pure)."""
-    out = []
-    for c in configs:
-        if c.get("SpotFleetRequestState") in GONE_STATES:
-            continue
-        cfg = c.get("SpotFleetRequestConfig") or {}
-        res = common.resource("SpotFleet", c["SpotFleetRequestId"], c.get("Tags"), provider,
-                              c.get("CreateTime"), cfg.get("ClientToken"),
-                              fleetType=cfg.get("Type", "maintain"),
-                              target=int(cfg.get("TargetCapacity", 0)))
-        if res:
-            out.append(res)
-    return out
+    return [r for r in (_owned_one(c, provider) for c in configs) if r]
+
+
+def _owned_one(c: dict[str, Any], provider: str) -> dict[str, Any] | None:
+    if c.get("SpotFleetRequestState") in GONE_STATES:
+        return None
+    cfg = c.get("SpotFleetRequestConfig") or {}
+    return common.resource("SpotFleet", c["SpotFleetRequestId"], c.get("Tags"), provider,
+                           c.get("CreateTime"), cfg.get("ClientToken"),
+                           fleetType=cfg.get("Type", "maintain"),
+                           target=int(cfg.get("TargetCapacity", 0)))
 
 
 def owned(ctx: Context) -> list[dict[str, Any]]:
