@@ -393,11 +393,24 @@ def request_action(environ: dict[str, Any]) -> str:
 
 
 def moto_app() -> Any:
-    """moto's server WSGI app, made faithful to EC2."""
+    """moto's server WSGI app, made faithful to EC2.
+
+    EC2 answers every call from one consistent view; moto's backends are not thread-safe,
+    and the threaded server once rendered a DescribeInstances while another thread was
+    terminating one of its instances (a TypeError, a 500 EC2 would never send). Calls go
+    into moto one at a time, the reply read whole inside the lock.
+    """
     from moto.server import DomainDispatcherApplication, create_backend_app
 
     make_moto_faithful()
-    return DomainDispatcherApplication(create_backend_app)
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def one_at_a_time(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with lock:
+            return [b"".join(app(environ, start_response))]
+
+    return one_at_a_time
 
 
 def reset_moto(url: str) -> None:
