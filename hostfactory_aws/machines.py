@@ -6,7 +6,6 @@ can be tested without AWS or mocks.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from hostfactory_aws import tags as tagmod
@@ -20,11 +19,15 @@ RETURN_VANISHED_AFTER_SEC = 300
 
 
 def epoch(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp())
+    """Unix seconds of a botocore datetime, an ISO 8601 string or a number; 0 if none.
+    (datetime is imported only when a string is met: getAvailableTemplates never parses.)"""
     if isinstance(value, (int, float)):
         return int(value)
+    if hasattr(value, "timestamp"):
+        return int(value.timestamp())
     if isinstance(value, str) and value:
+        from datetime import datetime
+
         return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
     return 0
 

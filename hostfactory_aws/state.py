@@ -14,7 +14,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import time
 from typing import Any, Callable, Iterator
 
@@ -266,7 +265,7 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 def _atomic_write(path: str, payload: bytes, directory: str,
                   unchanged: Callable[[], bool] | None = None) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"  # unpredictable, like secrets
     created = False
     try:
         # A new file or nothing: a planted symlink or file at this name is never written

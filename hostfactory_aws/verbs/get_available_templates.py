@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hostfactory_aws import reconcile, records, state
+from hostfactory_aws import records, state
 from hostfactory_aws import templates as tpl
-from hostfactory_aws.cloud import instance_types
 from hostfactory_aws.context import Context
 
 
@@ -20,11 +19,15 @@ def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     if os.path.exists(ctx.state_path):
         snapshot = state.read(ctx.state_path, ctx.config["STATE_LOCK_TIMEOUT_SEC"])
     else:  # lost work dir: what runs is what AWS says, not nothing
+        from hostfactory_aws import reconcile  # only here: the steady call stays lean
+
         snapshot = reconcile.adopt_lost_state(ctx)
     held = records.held_units(snapshot)
     wanted = [next(iter(t["vmTypes"])) for t in templates if tpl.needs_fill(t, ctx.mem_key)]
     specs = {}
     if wanted:
+        from hostfactory_aws.cloud import instance_types
+
         cache = instance_types.cache_file(ctx.work_dir, "instance_types.json")
         specs = instance_types.instance_specs(lambda: ctx.aws, wanted, cache)
     out = [tpl.hf_template(t, held.get(t["templateId"], 0.0),

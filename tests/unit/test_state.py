@@ -173,8 +173,8 @@ def test_readers_share_the_lock(path: str, hold_lock: Any) -> None:
 
 
 def test_write_failure_is_a_state_error(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state.secrets, "token_hex", lambda n: "fixed")
-    os.mkdir(f"{path}.tmp-{os.getpid()}-fixed")  # the temp file cannot be made, even as root
+    monkeypatch.setattr(state.os, "urandom", lambda n: b"\xf1\xed" * (n // 2))
+    os.mkdir(f"{path}.tmp-{os.getpid()}-f1edf1ed")  # the temp file cannot be made, even as root
     with pytest.raises(StateError, match="cannot write state file") as exc, \
             state.update(path) as st:
         st["requests"][R1] = {}
