@@ -50,6 +50,16 @@ def client_timeouts(cfg: dict, left: float) -> dict:
                         "total_max_attempts": cfg["AWS_REQUEST_RETRY_ATTEMPTS"] + 1}}
 
 
+# Below this many seconds left, no client is cut anew: an attempt would get under half of
+# it, too little for AWS to answer a real call.
+REFIT_MIN_LEFT_SEC = 6.0
+
+
+def worth_refitting(left: float) -> bool:
+    """Is enough left to give a new client timeouts of its own (see client_timeouts)?"""
+    return left >= REFIT_MIN_LEFT_SEC
+
+
 def fits(timeouts: dict, left: float, backoff: float = 0.0) -> bool:
     """Can one more attempt (after ``backoff`` seconds) end before the deadline?"""
     return left >= backoff + timeouts["connect_timeout"] + timeouts["read_timeout"]

@@ -92,6 +92,12 @@ class Aws:
             self._clients[service] = client
         return self._clients[service]
 
+    def _refit(self, service: str) -> tuple[Any, dict[str, Any]]:
+        """A new client for ``service`` whose timeouts fit what is left of the deadline."""
+        self._clients.pop(service, None)
+        client = self.client(service)
+        return client, self._timeouts[service]
+
     def left(self) -> float:
         """Seconds left of this verb's deadline (VERB_DEADLINE_SEC)."""
         return deadline.remaining(float(self.config.get("VERB_DEADLINE_SEC", 120)),
@@ -127,6 +133,13 @@ class Aws:
         retries = (self.config.get("AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS", 0)
                    if operation.startswith("Describe") else 0)
         for attempt in range(retries + 1):
+            if timeouts and not deadline.fits(timeouts, self.left()) \
+                    and deadline.worth_refitting(self.left()):
+                # the client's timeouts were cut from the budget when it was made; calls
+                # that end long before them (RunInstances batches at 10,000 machines) need
+                # not stop at half the budget: a client cut to what is left goes on
+                client, timeouts = self._refit(service)
+                method = getattr(client, _snake(operation))
             if timeouts and not deadline.fits(timeouts, self.left()):
                 raise AwsError(operation, DEADLINE_CODE, "not started: the verb's deadline "
                                "(VERB_DEADLINE_SEC) is too near; left for the next call",
