@@ -27,6 +27,7 @@ from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import instance_types, launch_spec
 from hostfactory_aws.context import Context
 from hostfactory_aws.errors import AwsError
+from hostfactory_aws.machines import epoch
 
 log = logging.getLogger(__name__)
 MODULES = {"RunInstances": "run_instances", "EC2Fleet": "ec2_fleet",
@@ -65,16 +66,8 @@ def resource(api: str, rid_id: str, tags: list[dict[str, str]] | None, provider:
                     token or "none")
         return None
     return {"api": api, "id": rid_id, "requestId": mine[tagmod.REQUEST_ID],
-            "templateId": mine.get(tagmod.TEMPLATE_ID, "?"), "createdAt": _epoch(created),
+            "templateId": mine.get(tagmod.TEMPLATE_ID, "?"), "createdAt": float(epoch(created)),
             **fields}
-
-
-def _epoch(value: Any) -> float:
-    import datetime
-
-    if isinstance(value, datetime.datetime):
-        return value.timestamp()
-    return float(value or 0)
 
 
 def owned_templates(items: Iterable[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
