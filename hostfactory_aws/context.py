@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from hostfactory_aws.errors import ConfigError
+
+TYPE_CHECKING = False  # importing typing costs every call ~6 ms: annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package's parent
 SCRIPTS_MARKER = os.path.join("scripts", "invoke_provider.sh")

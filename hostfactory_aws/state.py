@@ -15,10 +15,13 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Iterator
 
 from hostfactory_aws.errors import StateError
 from hostfactory_aws.inputs import REQUEST_ID
+
+TYPE_CHECKING = False  # importing typing costs every call ~6 ms: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 VERSION = 1
