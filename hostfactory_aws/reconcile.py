@@ -53,7 +53,13 @@ def reap(ctx: Context, snapshot: dict[str, Any],
     path = ctx.state_path
     cands = [rid for rid, rec in snapshot["requests"].items() if records.reap_candidate(rec)]
     over = {rid: answers.call_over(path, rid) for rid in cands}
-    done = [rid for rid in cands if over[rid] is not False]
+    # No lock file at all: unlinked by a cleaner, or never there (a restored state). Its
+    # call may still be at work until the longest a call can last has passed: until then
+    # it keeps its reservation, never made a doubt (which would let others pass maxNumber).
+    started = time.time()
+    done = [rid for rid in cands if over[rid] is True or (
+        over[rid] is None and started - snapshot["requests"][rid].get("createdAt", 0)
+        >= records.CALL_MAX_SEC)]
     if not done:
         return snapshot
     journal = answers.journaled(path)

@@ -80,6 +80,9 @@ def instance_live(info: dict[str, Any]) -> bool:
 # A launch whose reply was lost holds what it asked for until its instances are seen or
 # this long has passed (getRequestStatus gives up on it after the same time).
 UNKNOWN_LAUNCH_HOLD_SEC = 300
+# The longest a call can be at work: HostFactory kills a script after its action timeout
+# (240 s by default), and VERB_DEADLINE_SEC ends it sooner.
+CALL_MAX_SEC = 300
 
 
 def held_units(data: dict[str, Any], now: float | None = None) -> dict[str, float]:

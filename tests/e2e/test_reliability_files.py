@@ -47,7 +47,10 @@ def test_unlinked_lock_under_forty_concurrent_calls(
     def cleaner() -> None:  # an admin or a tmp cleaner removing lock files, again and again
         nonlocal unlinked
         while not stop.is_set():
-            for p in glob.glob(str(hf.work_dir / "*.lock")):
+            # the state lock is an flock on the work dir (nothing to unlink), the calls'
+            # locks are files: an unlinked one must make a launch a doubt, never reapable
+            for p in glob.glob(str(hf.work_dir / "*.lock")) + glob.glob(
+                    str(hf.work_dir / "*.calls" / "*.lock")):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(p)
                     unlinked += 1
@@ -65,6 +68,7 @@ def test_unlinked_lock_under_forty_concurrent_calls(
     granted = [a["requestId"] for v, code, a in answers if v == "requestMachines" and code == 0]
     refused = [a["message"] for v, code, a in answers if v == "requestMachines" and code == 1]
     assert all("maxNumber 12" in m for m in refused), refused  # never an internal error
+    assert unlinked > 0  # the storm did meet deleted lock files
     assert len(granted) == 12 and len(refused) == 4
     assert all(code == 0 for v, code, _ in answers if v == "getAvailableTemplates")
     state = hf.state()["requests"]
