@@ -243,7 +243,7 @@ def _learn_fleet_ids(rec: dict[str, Any], rid: str, found: dict[str, dict[str, A
         tags = tagmod.from_aws(inst.get("Tags"))
         if tags.get(tagmod.REQUEST_ID) != rid:
             continue
-        for key in records.FLEET_ID_TAGS:
+        for key in tagmod.FLEET_ID_TAGS:
             if tags.get(key) and tags[key] not in rec["fleetIds"]:
                 rec["fleetIds"].append(tags[key])
 
@@ -402,7 +402,7 @@ def _what_made_it(ctx: Context, rec: dict[str, Any], rid: str,
     if t["providerApi"] == "ASG":
         rec["fleetIds"] = [f"hf-{rid}"]
     for inst in mine.values():
-        for key in records.FLEET_ID_TAGS:
+        for key in tagmod.FLEET_ID_TAGS:
             fid = tagmod.from_aws(inst.get("Tags")).get(key)
             if fid and fid not in rec["fleetIds"]:
                 rec["fleetIds"].append(fid)

@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 NOT_LISTED_GRACE_SEC = 600
 CLEANUP_FIRST_RETRY_SEC = 60
 CLEANUP_MAX_RETRY_SEC = 3600
-# Tags EC2 itself puts on what a fleet launches: they name the fleet even when the reply
-# of the launch call was lost.
-FLEET_ID_TAGS = ("aws:ec2:fleet-id", "aws:ec2spot:fleet-request-id")
 
 
 def new_request_id(prefix: str) -> str:
@@ -198,7 +195,7 @@ def learn(rec: dict[str, Any], rid: str, found: dict[str, dict[str, Any]],
             rec["extra"][iid] = {"units": units, "type": inst.get("InstanceType"), "why": why}
     tags_seen = {tagmod.from_aws(found[i].get("Tags")).get(k)
                  for i in [*rec["instances"], *rec["extra"]] if i in found
-                 for k in FLEET_ID_TAGS}
+                 for k in tagmod.FLEET_ID_TAGS}
     if rec.get("api") in ("EC2Fleet", "SpotFleet"):
         for fid in sorted(f for f in tags_seen if f):
             if fid not in rec["fleetIds"]:

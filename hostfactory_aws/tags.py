@@ -13,6 +13,12 @@ RETURN_ID = "hostfactory:returnId"
 RC_ACCOUNT = "RC_ACCOUNT"  # IBM's LSF plugins: the request's rc_account, "default" if none
 DEFAULT_RC_ACCOUNT = "default"
 INSTANCE_ID = "InstanceID"  # AWS_TAG_InstanceID: IBM tags instance and volumes with it
+# What EC2 itself tags a host with when a fleet or group launches it (only AWS can write
+# ``aws:`` tags): which fleet, Spot Fleet request or group it belongs to.
+EC2_FLEET_ID = "aws:ec2:fleet-id"
+SPOT_FLEET_ID = "aws:ec2spot:fleet-request-id"
+GROUP_NAME = "aws:autoscaling:groupName"
+FLEET_ID_TAGS = (EC2_FLEET_ID, SPOT_FLEET_ID)
 
 
 def base_tags(provider: str, request_id: str, template_id: str) -> dict[str, str]:

@@ -28,8 +28,6 @@ from hostfactory_aws.cloud.session import Aws
 from hostfactory_aws.errors import AwsError
 
 log = logging.getLogger(__name__)
-EC2_FLEET_TAG, SPOT_FLEET_TAG = "aws:ec2:fleet-id", "aws:ec2spot:fleet-request-id"
-GROUP_TAG = "aws:autoscaling:groupName"
 UNPROVEN = ("nothing EC2 set at its launch (ClientToken, group, fleet) names request {rid}: "
             "only its tags say it is ours, and tags can be written by anyone allowed to tag")
 
@@ -43,9 +41,9 @@ def mark(inst: dict[str, Any]) -> str | None:
         return None
     if made_for(inst.get("ClientToken"), rid):
         return "token"
-    if tags.get(GROUP_TAG) == group_name(rid):
+    if tags.get(tagmod.GROUP_NAME) == group_name(rid):
         return "group"
-    fleet = tags.get(EC2_FLEET_TAG) or tags.get(SPOT_FLEET_TAG)
+    fleet = tags.get(tagmod.EC2_FLEET_ID) or tags.get(tagmod.SPOT_FLEET_ID)
     return f"fleet:{fleet}" if fleet else None
 
 

@@ -140,8 +140,8 @@ def release(ctx: Context, snapshot: dict[str, Any], described: dict[str, dict[st
             continue  # returned before: its fleet already let go of it
         owner = owners.get(iid) or inst_tags.get(tagmod.REQUEST_ID) or ""
         rec = snapshot["requests"].get(owner)
-        if rec is None and inst_tags.get("aws:autoscaling:groupName"):
-            owner = "asg:" + inst_tags["aws:autoscaling:groupName"]
+        if rec is None and inst_tags.get(tagmod.GROUP_NAME):
+            owner = "asg:" + inst_tags[tagmod.GROUP_NAME]
         elif rec is None:
             continue
         units = (rec or {}).get("instances", {}).get(iid, {}).get("units", 1.0)

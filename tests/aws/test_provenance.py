@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from hostfactory_aws import tags as tagmod
 from hostfactory_aws.cloud import provenance
 
 OTHER = "req-someone-else"
@@ -48,13 +49,13 @@ def test_fleet_hosts_are_proven_by_their_fleets_token(
     top_up = _fleet(ec2, lt, f"{rid}-od")
     spot_ours, spot_theirs = _spot_fleet(ec2, lt, rid), _spot_fleet(ec2, lt, f"{OTHER}-x")
     hosts = {
-        "i-ours": _host(rid, provenance.EC2_FLEET_TAG, ours),
-        "i-ours-too": _host(rid, provenance.EC2_FLEET_TAG, ours),
-        "i-top-up": _host(rid, provenance.EC2_FLEET_TAG, top_up),
-        "i-spot": _host(rid, provenance.SPOT_FLEET_TAG, spot_ours),
-        "i-their-fleet": _host(rid, provenance.EC2_FLEET_TAG, theirs),
-        "i-their-spot": _host(rid, provenance.SPOT_FLEET_TAG, spot_theirs),
-        "i-gone-fleet": _host(rid, provenance.EC2_FLEET_TAG, "fleet-00000000-0000-0000-0000-"
+        "i-ours": _host(rid, tagmod.EC2_FLEET_ID, ours),
+        "i-ours-too": _host(rid, tagmod.EC2_FLEET_ID, ours),
+        "i-top-up": _host(rid, tagmod.EC2_FLEET_ID, top_up),
+        "i-spot": _host(rid, tagmod.SPOT_FLEET_ID, spot_ours),
+        "i-their-fleet": _host(rid, tagmod.EC2_FLEET_ID, theirs),
+        "i-their-spot": _host(rid, tagmod.SPOT_FLEET_ID, spot_theirs),
+        "i-gone-fleet": _host(rid, tagmod.EC2_FLEET_ID, "fleet-00000000-0000-0000-0000-"
                                                              "000000000000"),
     }
     calls: list[str] = []
@@ -80,5 +81,5 @@ def test_a_fleet_that_cannot_be_asked_proves_nothing_this_time(
         raise AwsError(op, "UnauthorizedOperation", "not allowed", "fatal")
 
     ctx.aws.call = refused
-    kept = provenance.unproven(ctx.aws, {"i-1": _host(rid, provenance.EC2_FLEET_TAG, fleet)})
+    kept = provenance.unproven(ctx.aws, {"i-1": _host(rid, tagmod.EC2_FLEET_ID, fleet)})
     assert "could not check that fleet" in kept["i-1"] and "UnauthorizedOperation" in kept["i-1"]
